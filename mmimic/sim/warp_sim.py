@@ -1,0 +1,287 @@
+"""WarpSim: N worlds of one MuJoCo model on mujoco_warp, seen from torch without copies.
+
+A thin bridge in the spirit of mjlab's ``sim/``: mujoco_warp owns the state; this class exposes
+zero-copy torch views of it (``wp.to_torch``), steps ``substeps`` physics steps per control step
+(captured once as a CUDA graph on GPU), resets chosen worlds to given states, and watches every
+world for NaN/instability so that one exploding world is flagged and counted, never fatal.
+
+Timing convention (the same as ``mujoco.mj_step``): after ``step``, ``qpos/qvel/act`` are at the
+new time; quantities computed from positions (``xpos``, ``site_xpos``, ``actuator_length``,
+``actuator_force``, ``sensordata``...) are those of the last physics substep's start, one physics
+step (``timestep`` seconds) behind. After ``reset`` they are recomputed for the new state.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import mujoco
+import mujoco_warp as mjw
+import numpy as np
+import torch
+import warp as wp
+
+from mmimic.embodiments import Embodiment
+
+log = logging.getLogger(__name__)
+
+# Views exposed as torch tensors: name -> shape comment. All are (N, ...) and live on the sim device.
+STATE_VIEWS = {
+    "qpos": "(N, nq)",
+    "qvel": "(N, nv)",
+    "act": "(N, na) muscle activation",
+    "ctrl": "(N, nu) muscle excitation (clamped to [0, 1] by the muscle dynamics)",
+    "actuator_length": "(N, nu)",
+    "actuator_velocity": "(N, nu)",
+    "actuator_force": "(N, nu) negative: muscles pull",
+    "xpos": "(N, nbody, 3)",
+    "xquat": "(N, nbody, 4) w, x, y, z",
+    "site_xpos": "(N, nsite, 3)",
+    "cvel": "(N, nbody, 6) rotational then translational, com-based",
+    "sensordata": "(N, nsensordata)",
+    "time": "(N,)",
+}
+
+
+_OVERFLOW_FLAGS = [int(f) for f in mjw.OverflowType if f.value and f.value != mjw.OverflowType.ALL]
+# Hitting the solver's iteration cap is normal for a few worlds; it is not a buffer overflow.
+_SOLVER_LIMIT_FLAGS = int(mjw.OverflowType.ITERATIONS | mjw.OverflowType.LS_ITERATIONS)
+
+
+def _overflow_names(bits: int) -> list[str]:
+    return [mjw.OverflowType(f).name for f in _OVERFLOW_FLAGS if bits & f]
+
+
+def contact_buffer_sizes(model: mujoco.MjModel) -> tuple[int, int]:
+    """Per-world contact and constraint-row capacities sized for a muscle model.
+
+    Contacts: two per explicit contact pair plus a margin for the collidable geoms, never below
+    mujoco_warp's own default. Constraint rows: one per equality row and limited joint/tendon
+    (all may be active at once), plus pyramidal contact rows (2 * (condim - 1), 4 for condim 3)
+    for half of the contact capacity. Rounded up to 16. Overflow is still detected at run time.
+    """
+    ncollide = int(np.count_nonzero(model.geom_contype | model.geom_conaffinity))
+    nconmax = max(48, 2 * model.npair + ncollide // 2)
+    eq_rows = {int(mujoco.mjtEq.mjEQ_CONNECT): 3, int(mujoco.mjtEq.mjEQ_WELD): 6}
+    neq_rows = sum(eq_rows.get(int(t), 1) for t in model.eq_type)
+    nlimit = int(model.jnt_limited.sum() + model.tendon_limited.sum())
+    njmax = neq_rows + nlimit + 4 * (nconmax // 2)
+    return nconmax, int(-(-njmax // 16) * 16)
+
+
+class WarpSim:
+    """N worlds of one embodiment, stepped by mujoco_warp on ``cpu`` or ``cuda:k``.
+
+    ``step(ctrl)`` copies ``ctrl`` (N, nu) into the simulator and advances one control step
+    (``embodiment.substeps`` physics steps). ``reset(mask, qpos=..., qvel=..., act=...)`` resets
+    the worlds where ``mask`` is true, to the model's default state or to the given rows.
+    """
+
+    def __init__(
+        self,
+        embodiment: Embodiment,
+        num_worlds: int,
+        device: str | torch.device = "cpu",
+        use_cuda_graph: bool = True,
+        max_abs_qvel: float = 1e3,
+        overflow_check_every: int = 100,
+    ):
+        if int(num_worlds) < 1:
+            raise ValueError(f"num_worlds must be >= 1, got {num_worlds!r}")
+        self.embodiment = embodiment
+        self.mjm = embodiment.model
+        self.num_worlds = int(num_worlds)
+        self.substeps = int(embodiment.substeps)
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", torch.cuda.current_device())
+        if self.device.type not in ("cpu", "cuda"):
+            raise ValueError(f"device must be 'cpu' or 'cuda[:k]', got {device!r}")
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"device {device!r} asked for, but torch sees no CUDA device")
+        self.wp_device = wp.get_device(str(self.device))
+        self.max_abs_qvel = float(max_abs_qvel)
+        self.overflow_check_every = int(overflow_check_every)
+
+        mjd = mujoco.MjData(self.mjm)
+        if self.mjm.nkey > 0:  # a model's first keyframe is its intended start pose
+            mujoco.mj_resetDataKeyframe(self.mjm, mjd, 0)
+        mujoco.mj_forward(self.mjm, mjd)
+        default_ncon, default_njmax = contact_buffer_sizes(self.mjm)
+        self.nconmax = embodiment.nconmax if embodiment.nconmax is not None else max(default_ncon, mjd.ncon)
+        self.njmax = embodiment.njmax if embodiment.njmax is not None else max(default_njmax, mjd.nefc)
+
+        with wp.ScopedDevice(self.wp_device):
+            self.m = mjw.put_model(self.mjm)
+            self.m.opt.warn_overflow = 0  # overflow is checked and reported by check_overflow()
+            self.d = mjw.put_data(self.mjm, mjd, nworld=self.num_worlds, nconmax=self.nconmax, njmax=self.njmax)
+            self._reset_mask_wp = wp.zeros(self.num_worlds, dtype=bool)
+
+        for name in STATE_VIEWS:
+            setattr(self, name, wp.to_torch(getattr(self.d, name)))
+        self.overflow = wp.to_torch(self.d.overflow)
+        self._reset_mask = wp.to_torch(self._reset_mask_wp)
+
+        # Default state (the keyframe or qpos0): what a reset without explicit state restores.
+        self.default_qpos = torch.as_tensor(mjd.qpos, dtype=torch.float32, device=self.device)
+        self.default_qvel = torch.as_tensor(mjd.qvel, dtype=torch.float32, device=self.device)
+        self.default_act = torch.as_tensor(mjd.act, dtype=torch.float32, device=self.device)
+
+        # Instability bookkeeping, on the device: no host sync per step.
+        self.unstable = torch.zeros(self.num_worlds, dtype=torch.bool, device=self.device)
+        self.unstable_count = torch.zeros((), dtype=torch.int64, device=self.device)
+        self._steps = 0
+        self._overflow_warned = 0
+
+        self.graph = None
+        self.use_cuda_graph = bool(use_cuda_graph) and self.device.type == "cuda"
+        if self.use_cuda_graph:
+            self._capture()
+
+    # ----------------------------------------------------------------------------------------
+    @property
+    def nu(self) -> int:
+        return int(self.mjm.nu)
+
+    @property
+    def control_dt(self) -> float:
+        return self.embodiment.control_dt
+
+    def _substeps(self) -> None:
+        for _ in range(self.substeps):
+            mjw.step(self.m, self.d)
+
+    def _capture(self) -> None:
+        """Record the substep loop as a CUDA graph (kernels compiled by a warm-up step first)."""
+        try:
+            with wp.ScopedDevice(self.wp_device):
+                self._substeps()  # compile and load every kernel before capture
+                with wp.ScopedCapture(device=self.wp_device) as capture:
+                    self._substeps()
+            self.graph = capture.graph
+        except Exception as exc:  # noqa: BLE001 - capture is an optimisation; launch directly instead
+            warnings.warn(f"CUDA graph capture failed ({exc}); launching kernels directly (slower)", stacklevel=2)
+            self.graph = None
+        self.reset(torch.ones(self.num_worlds, dtype=torch.bool, device=self.device))
+
+    # ----------------------------------------------------------------------------------------
+    def step(self, ctrl: torch.Tensor | None = None) -> torch.Tensor:
+        """Advance one control step. Returns the (N,) bool mask of worlds that went unstable.
+
+        ``ctrl`` (N, nu), if given, is copied in place into the simulator's control array (the
+        CUDA graph reads that memory, so it is never rebound). Unstable worlds (non-finite state
+        or |qvel| above ``max_abs_qvel``) are added to ``self.unstable`` and counted in
+        ``self.unstable_count``; the caller resets them.
+        """
+        if ctrl is not None:
+            if ctrl.shape != self.ctrl.shape:
+                raise ValueError(f"ctrl must have shape {tuple(self.ctrl.shape)} (N, nu), got {tuple(ctrl.shape)}")
+            self.ctrl.copy_(ctrl)
+        if self.graph is not None:
+            wp.capture_launch(self.graph)
+        else:
+            with wp.ScopedDevice(self.wp_device):
+                self._substeps()
+        bad = self.find_unstable()
+        self.unstable |= bad
+        self.unstable_count += bad.sum()
+        self._steps += 1
+        if self.overflow_check_every and self._steps % self.overflow_check_every == 0:
+            self.check_overflow()
+        return bad
+
+    def find_unstable(self) -> torch.Tensor:
+        """(N,) bool: worlds whose state is not finite or whose speed exceeds ``max_abs_qvel``."""
+        finite = torch.isfinite(self.qpos).all(1) & torch.isfinite(self.qvel).all(1) & torch.isfinite(self.act).all(1)
+        return ~finite | (self.qvel.abs() > self.max_abs_qvel).any(1)
+
+    def check_overflow(self) -> int:
+        """Read the per-world overflow flags (one host sync); warn once per new kind. Returns the bits."""
+        flags = torch.tensor(_OVERFLOW_FLAGS, dtype=self.overflow.dtype, device=self.device)
+        hit = ((self.overflow[:, None] & flags) != 0)  # (N, nflags)
+        counts = hit.sum(0).tolist()
+        bits = sum(f for f, c in zip(_OVERFLOW_FLAGS, counts) if c)
+        new = bits & ~self._overflow_warned & ~_SOLVER_LIMIT_FLAGS
+        if new:
+            self._overflow_warned |= new
+            worst = max(c for f, c in zip(_OVERFLOW_FLAGS, counts) if f & new)
+            warnings.warn(
+                f"mujoco_warp buffer overflow in up to {worst} of {self.num_worlds} worlds: "
+                f"{', '.join(_overflow_names(new))} (nconmax={self.nconmax}, njmax={self.njmax} per world). "
+                "Contacts/constraints beyond the buffers are dropped; raise nconmax/njmax in the embodiment config.",
+                stacklevel=2,
+            )
+        return bits
+
+    # ----------------------------------------------------------------------------------------
+    def reset(
+        self,
+        mask: torch.Tensor,
+        qpos: torch.Tensor | None = None,
+        qvel: torch.Tensor | None = None,
+        act: torch.Tensor | None = None,
+    ) -> None:
+        """Reset the worlds where ``mask`` (N,) is true.
+
+        Those worlds get mujoco_warp's clean data (time 0, no warm start, zero ctrl) and then the
+        given state: ``qpos`` (M, nq), ``qvel`` (M, nv), ``act`` (M, na) with M = mask.sum(), or
+        (N, ...) of which the masked rows are taken; the default state where not given. Derived
+        quantities (positions, muscle lengths and forces) are recomputed. Their flags in
+        ``self.unstable`` are cleared.
+        """
+        mask = torch.as_tensor(mask, device=self.device).to(torch.bool)
+        if mask.shape != (self.num_worlds,):
+            raise ValueError(f"reset mask must have shape ({self.num_worlds},), got {tuple(mask.shape)}")
+        self._reset_mask.copy_(mask)
+        with wp.ScopedDevice(self.wp_device):
+            mjw.reset_data(self.m, self.d, reset=self._reset_mask_wp)
+        for view, given, default in (
+            (self.qpos, qpos, self.default_qpos),
+            (self.qvel, qvel, self.default_qvel),
+            (self.act, act, self.default_act),
+        ):
+            if view.shape[1] == 0:
+                continue
+            value = default.expand_as(view) if given is None else self._rows(given, mask, view.shape[1])
+            # torch.where keeps shapes static (no nonzero/host sync) and writes in place.
+            view.copy_(torch.where(mask[:, None], value.to(view.dtype), view))
+        self.unstable &= ~mask
+        self.forward_kinematics()
+
+    def _rows(self, value: torch.Tensor, mask: torch.Tensor, width: int) -> torch.Tensor:
+        value = torch.as_tensor(value, device=self.device)
+        if value.ndim == 1:
+            value = value.expand(self.num_worlds, -1)
+        if value.shape == (self.num_worlds, width):
+            return value
+        if value.ndim == 2 and value.shape[1] == width:  # (M, width): scatter into the masked rows
+            full = torch.zeros(self.num_worlds, width, dtype=value.dtype, device=self.device)
+            full[mask] = value
+            return full
+        raise ValueError(f"reset state must be (N, {width}) or (mask.sum(), {width}), got {tuple(value.shape)}")
+
+    def forward_kinematics(self) -> None:
+        """Recompute what observations read from positions and velocities, for all worlds.
+
+        Kinematics, tendon/muscle lengths and moment arms, velocities and muscle forces; it skips
+        collision and the constraint solver, which no observation needs, so it costs well under
+        a physics step.
+        """
+        with wp.ScopedDevice(self.wp_device):
+            mjw.fwd_kinematics(self.m, self.d)
+            mjw.transmission(self.m, self.d)
+            mjw.fwd_velocity(self.m, self.d)
+            mjw.fwd_actuation(self.m, self.d)
+
+    def forward(self) -> None:
+        """Full ``mj_forward`` on every world (collision and constraint forces included)."""
+        with wp.ScopedDevice(self.wp_device):
+            mjw.forward(self.m, self.d)
+
+    def synchronize(self) -> None:
+        wp.synchronize_device(self.wp_device)
+
+    def __repr__(self) -> str:
+        return (f"WarpSim({self.embodiment.name!r}, num_worlds={self.num_worlds}, device={str(self.device)!r}, "
+                f"nu={self.nu}, substeps={self.substeps}, cuda_graph={self.graph is not None})")
