@@ -1,0 +1,48 @@
+# mmimic: every target installs into .venv first if needed. `make help` lists them.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# torch is installed before the package so that the pinned build is the one kept. On these CPU
+# machines `pip install torch==2.13.0` takes the local CPU file; on a GPU machine it is the normal
+# CUDA build. CPU-only users who want to skip the CUDA wheels can set TORCH_PIP_ARGS to PyTorch's CPU index.
+TORCH          ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
+DEVICE ?= auto
+STEPS  ?= 300
+ENVS   ?= 16
+RUNS   ?= runs
+
+.DEFAULT_GOAL := help
+.PHONY: help install test train bench tensorboard clean
+
+help: ## list the targets
+	@echo "mmimic make targets (variables: DEVICE=auto|cpu|cuda|cuda:K, MODEL=arm26|bimanual|myofullbody):"
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml setup.cfg | $(BIN)/python
+	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install $(TORCH_PIP_ARGS) "$(TORCH)"
+	$(BIN)/python -m pip install -e ".[test]"
+	@touch $@
+
+install: $(VENV)/.installed ## create .venv and install mmimic with its dependencies (~2 min, once)
+
+test: install ## run the test suite on CPU (~10 min; the first run compiles warp kernels)
+	$(BIN)/python -m pytest
+
+train: MODEL ?= arm26
+train: install ## run the posture task with a random policy, log to TensorBoard (imitation training: not yet)
+	$(BIN)/mmimic posture --model $(MODEL) --device $(DEVICE) --num-envs $(ENVS) --steps $(STEPS) --out $(RUNS)
+
+bench: MODEL ?= bimanual
+bench: install ## raw mujoco_warp vs MuscleEnv throughput table + JSON in benchmarks/results/
+	$(BIN)/mmimic bench --model $(MODEL) --device $(DEVICE)
+
+tensorboard: install ## serve the TensorBoard of runs/ on port 6006
+	$(BIN)/tensorboard --logdir $(RUNS) --port 6006
+
+clean: ## remove the venv, caches and build files (keeps runs/ and benchmark results)
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

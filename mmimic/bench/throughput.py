@@ -1,0 +1,178 @@
+"""Throughput of raw mujoco_warp against MuscleEnv, measured in one run so the ratio is fair.
+
+Raw: ``mujoco_warp.step`` on the same model and world count, the substep loop captured as a CUDA
+graph on GPU (launched directly on CPU), nothing else. Env: ``MuscleEnv.step_and_maybe_reset``
+with random actions, i.e. action mapping, the same substeps, instability check, observation,
+reward, termination and partial resets: what a collector calls. Both are timed after warm-up
+(kernel compilation, graph capture), with the device synchronized before reading the clock.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import mujoco
+import mujoco_warp as mjw
+import torch
+import warp as wp
+
+from mmimic.embodiments import Embodiment, load_embodiment
+from mmimic.envs import MuscleEnv
+from mmimic.sim import contact_buffer_sizes
+
+
+@dataclass
+class BenchRow:
+    num_envs: int
+    raw_physics_steps_per_s: float
+    raw_control_steps_per_s: float
+    env_steps_per_s: float
+    env_over_raw: float
+    cuda_graph: bool
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    wp.synchronize_device(str(device))
+
+
+def bench_raw(emb: Embodiment, num_envs: int, device: torch.device, steps: int, warmup: int) -> tuple[float, bool]:
+    """Seconds per control step of bare mujoco_warp (substeps physics steps), and whether a graph ran."""
+    mjm = emb.model
+    mjd = mujoco.MjData(mjm)
+    if mjm.nkey:
+        mujoco.mj_resetDataKeyframe(mjm, mjd, 0)
+    mujoco.mj_forward(mjm, mjd)
+    nconmax, njmax = contact_buffer_sizes(mjm)
+    nconmax = emb.nconmax or max(nconmax, mjd.ncon)
+    njmax = emb.njmax or max(njmax, mjd.nefc)
+    wdev = wp.get_device(str(device))
+    with wp.ScopedDevice(wdev):
+        m = mjw.put_model(mjm)
+        m.opt.warn_overflow = 0
+        d = mjw.put_data(mjm, mjd, nworld=num_envs, nconmax=nconmax, njmax=njmax)
+        wp.to_torch(d.ctrl).uniform_(0.0, 1.0)  # muscles working, as under a policy
+
+        def substeps():
+            for _ in range(emb.substeps):
+                mjw.step(m, d)
+
+        graph = None
+        substeps()  # compile
+        if device.type == "cuda":
+            with wp.ScopedCapture(device=wdev) as cap:
+                substeps()
+            graph = cap.graph
+        run = (lambda: wp.capture_launch(graph)) if graph is not None else substeps
+        for _ in range(warmup):
+            run()
+        _sync(device)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            run()
+        _sync(device)
+        return (time.perf_counter() - t0) / steps, graph is not None
+
+
+def bench_env(model: str, num_envs: int, device: torch.device, steps: int, warmup: int, emb_options: dict) -> float:
+    """Seconds per ``step_and_maybe_reset`` of MuscleEnv with random actions."""
+    env = MuscleEnv(model, num_envs=num_envs, device=str(device), **emb_options)
+    td = env.reset()
+    bank = [env.action_spec.rand() for _ in range(8)]  # made ahead: we time the env, not the RNG
+    for i in range(warmup):
+        td["action"] = bank[i % len(bank)]
+        _, td = env.step_and_maybe_reset(td)
+    _sync(device)
+    t0 = time.perf_counter()
+    for i in range(steps):
+        td["action"] = bank[i % len(bank)]
+        _, td = env.step_and_maybe_reset(td)
+    _sync(device)
+    return (time.perf_counter() - t0) / steps
+
+
+def run_bench(
+    model: str,
+    device: str,
+    num_envs_list: list[int],
+    steps: int,
+    warmup: int,
+    emb_options: dict | None = None,
+    progress=None,
+) -> dict:
+    """Run the sweep; returns a JSON-ready dict with the rows, device, versions."""
+    emb_options = dict(emb_options or {})
+    dev = torch.device(device)
+    emb = load_embodiment(model, **emb_options)
+    rows = []
+    for n in num_envs_list:
+        if progress:
+            progress(f"{model} on {device}: {n} worlds, raw mujoco_warp")
+        raw_dt, graph = bench_raw(emb, n, dev, steps, warmup)
+        if progress:
+            progress(f"{model} on {device}: {n} worlds, MuscleEnv")
+        env_dt = bench_env(model, n, dev, steps, warmup, emb_options)
+        rows.append(BenchRow(
+            num_envs=n,
+            raw_physics_steps_per_s=n * emb.substeps / raw_dt,
+            raw_control_steps_per_s=n / raw_dt,
+            env_steps_per_s=n / env_dt,
+            env_over_raw=raw_dt / env_dt,
+            cuda_graph=graph,
+        ))
+    return {
+        "model": model,
+        "embodiment_options": emb_options,
+        "nu": int(emb.model.nu),
+        "nq": int(emb.model.nq),
+        "substeps": emb.substeps,
+        "timestep": float(emb.model.opt.timestep),
+        "steps": steps,
+        "warmup": warmup,
+        "device": describe_device(dev),
+        "versions": versions(),
+        "command": " ".join(["mmimic", *sys.argv[1:]]) if Path(sys.argv[0]).name == "mmimic" else " ".join(sys.argv),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "rows": [asdict(r) for r in rows],
+    }
+
+
+def describe_device(dev: torch.device) -> str:
+    if dev.type == "cuda":
+        return f"{torch.cuda.get_device_name(dev)} ({dev})"
+    return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("torch", "mujoco", "mujoco-warp", "warp-lang", "torchrl", "tensordict", "musclemimic-models", "mmimic"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def format_table(result: dict) -> str:
+    head = f"{result['model']} (nu={result['nu']}, substeps={result['substeps']} x {result['timestep']:g} s) on {result['device']}"
+    lines = [head, f"{'worlds':>8} {'raw phys steps/s':>17} {'raw ctrl steps/s':>17} {'env steps/s':>12} {'env/raw':>8}"]
+    for r in result["rows"]:
+        lines.append(f"{r['num_envs']:>8} {r['raw_physics_steps_per_s']:>17,.0f} {r['raw_control_steps_per_s']:>17,.0f} "
+                     f"{r['env_steps_per_s']:>12,.0f} {r['env_over_raw']:>8.3f}")
+    return "\n".join(lines)
+
+
+def write_json(result: dict, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    tmp.replace(path)
+    return path

@@ -1,0 +1,143 @@
+"""The ``mmimic`` command: one subcommand per job (``bench``, ``posture``; more as stages land)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _device(value: str) -> str:
+    import torch
+
+    if value == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if value.startswith("cuda") and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"device {value!r}: torch sees no CUDA device on this machine")
+    if not (value == "cpu" or value == "cuda" or (value.startswith("cuda:") and value[5:].isdigit())):
+        raise argparse.ArgumentTypeError(f"device must be auto, cpu, cuda or cuda:K, got {value!r}")
+    return value
+
+
+def _int_list(value: str) -> list[int]:
+    try:
+        out = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {value!r}") from None
+    if not out or min(out) < 1:
+        raise argparse.ArgumentTypeError(f"world counts must be >= 1, got {value!r}")
+    return out
+
+
+def _model(value: str) -> str:
+    from mmimic.embodiments import known_embodiments
+
+    if value not in known_embodiments():
+        raise argparse.ArgumentTypeError(f"unknown model {value!r}; known: {', '.join(known_embodiments())}")
+    return value
+
+
+def _quiet_warp(verbose: bool) -> None:
+    import warp as wp
+
+    # warp logs a line per loaded kernel module (hundreds for a muscle model) unless told not to
+    wp.config.quiet = not verbose
+    wp.config.log_level = wp.LOG_INFO if verbose else wp.LOG_WARNING
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from mmimic.bench import format_table, run_bench, write_json
+
+    _quiet_warp(args.verbose)
+    sweep = args.num_envs or ([1024, 4096, 8192] if args.device.startswith("cuda") else [4, 16])
+    steps = args.steps or (200 if args.device.startswith("cuda") else 10)
+    warmup = args.warmup if args.warmup is not None else (20 if args.device.startswith("cuda") else 2)
+    options = {"remove_fingers": True} if args.no_fingers else {}
+    print(f"mmimic bench: {args.model} on {args.device}, worlds {sweep}, {steps} timed steps after {warmup} "
+          "warm-up (first run on a machine compiles warp kernels: ~1 min per model)", flush=True)
+    result = run_bench(args.model, args.device, sweep, steps, warmup, options,
+                       progress=lambda msg: print(f"  ... {msg}", flush=True))
+    print(format_table(result))
+    if args.out != "-":
+        out = Path(args.out) if args.out else Path("benchmarks/results") / (
+            f"bench-{args.model}{'-nofingers' if args.no_fingers else ''}-{args.device.replace(':', '')}.json")
+        write_json(result, out)
+        print(f"wrote {out}")
+    if args.device.startswith("cuda") and max(sweep) >= 4096:
+        worst = min(r["env_over_raw"] for r in result["rows"] if r["num_envs"] >= 4096)
+        print(f"env/raw at >= 4096 worlds: {worst:.3f} (goal >= 0.9)")
+    return 0
+
+
+def cmd_posture(args: argparse.Namespace) -> int:
+    from mmimic.posture_demo import run_posture_demo
+
+    _quiet_warp(args.verbose)
+    print(f"mmimic posture: {args.model}, {args.num_envs} envs on {args.device}. Runs the posture-holding task of "
+          "MuscleEnv with a random-excitation policy and logs reward, episode length, early terminations and "
+          "speed to TensorBoard. Nothing is learned: imitation training (PPO) is not implemented yet.", flush=True)
+    options = {"remove_fingers": True} if args.no_fingers else {}
+    summary = run_posture_demo(args.model, args.num_envs, args.device, args.steps, Path(args.out), **options)
+    for key, value in summary.items():
+        print(f"  {key}: {value:.4g}" if isinstance(value, float) else f"  {key}: {value}")
+    print(f"TensorBoard: tensorboard --logdir {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from mmimic import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="mmimic",
+        description="Muscle-driven humanoid motion imitation on MuJoCo Warp. Models: arm26 (project's 6-muscle "
+                    "arm), bimanual (126 muscles), myofullbody (416 muscles).",
+    )
+    parser.add_argument("--version", action="version", version=f"mmimic {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    b = sub.add_parser(
+        "bench", help="throughput of raw mujoco_warp vs MuscleEnv, and their ratio",
+        description="Measures, in one run and for each world count: raw mujoco_warp physics and control steps/s "
+                    "(CUDA graph on GPU), MuscleEnv.step_and_maybe_reset steps/s with random actions, and "
+                    "env/raw. Prints a table and writes JSON with device, versions and command.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    b.add_argument("--model", type=_model, default="bimanual", help="embodiment name")
+    b.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda or cuda:K")
+    b.add_argument("--num-envs", type=_int_list, default=None,
+                   help="comma-separated world counts (default: 1024,4096,8192 on CUDA, 4,16 on CPU)")
+    b.add_argument("--steps", type=int, default=None, help="timed control steps per point (default 200 CUDA, 10 CPU)")
+    b.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 20 CUDA, 2 CPU)")
+    b.add_argument("--no-fingers", action="store_true", help="drop finger joints and muscles (64 / 354 muscles)")
+    b.add_argument("--out", default=None,
+                   help="JSON path ('-' for none; default benchmarks/results/bench-MODEL-DEVICE.json)")
+    b.add_argument("-v", "--verbose", action="store_true", help="show warp's kernel compilation messages")
+    b.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser(
+        "posture", help="run the posture-holding task with a random policy, log to TensorBoard",
+        description="Rolls MuscleEnv's posture task (hold a target posture; reward exp(-k*error^2) minus effort; "
+                    "ends on posture loss or a fall) with random muscle excitations and writes TensorBoard "
+                    "events under OUT/posture-MODEL-TIME/. What `make train` runs until imitation training lands.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", type=_model, default="arm26", help="embodiment name")
+    p.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda or cuda:K")
+    p.add_argument("--num-envs", type=int, default=16, help="parallel worlds")
+    p.add_argument("--steps", type=int, default=300, help="control steps to run")
+    p.add_argument("--no-fingers", action="store_true", help="drop finger joints and muscles")
+    p.add_argument("--out", default="runs", help="directory for run folders")
+    p.add_argument("-v", "--verbose", action="store_true", help="show warp's kernel compilation messages")
+    p.set_defaults(func=cmd_posture)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
