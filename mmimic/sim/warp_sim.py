@@ -134,6 +134,12 @@ class WarpSim:
         self._steps = 0
         self._overflow_warned = 0
 
+        # On CUDA warp launches on its own stream and torch on the current torch stream; GPU-side
+        # waits between the two order them without a host sync (see _on_warp_stream).
+        self._wp_stream = self.wp_device.stream if self.device.type == "cuda" else None
+        self._torch_of_wp_stream = wp.stream_to_torch(self._wp_stream) if self._wp_stream is not None else None
+        self._wp_of_torch_stream: dict[int, wp.Stream] = {}
+
         self.graph = None
         self.use_cuda_graph = bool(use_cuda_graph) and self.device.type == "cuda"
         if self.use_cuda_graph:
@@ -152,13 +158,27 @@ class WarpSim:
         for _ in range(self.substeps):
             mjw.step(self.m, self.d)
 
+    def _on_warp_stream(self, fn) -> None:
+        """Run warp work ``fn`` after the torch work queued so far, and before torch work queued next."""
+        if self._wp_stream is None:
+            with wp.ScopedDevice(self.wp_device):
+                fn()
+            return
+        torch_stream = torch.cuda.current_stream(self.device)
+        key = torch_stream.cuda_stream
+        if key not in self._wp_of_torch_stream:
+            self._wp_of_torch_stream[key] = wp.stream_from_torch(torch_stream)
+        self._wp_stream.wait_stream(self._wp_of_torch_stream[key])
+        with wp.ScopedStream(self._wp_stream):
+            fn()
+        torch_stream.wait_stream(self._torch_of_wp_stream)
+
     def _capture(self) -> None:
         """Record the substep loop as a CUDA graph (kernels compiled by a warm-up step first)."""
         try:
-            with wp.ScopedDevice(self.wp_device):
-                self._substeps()  # compile and load every kernel before capture
-                with wp.ScopedCapture(device=self.wp_device) as capture:
-                    self._substeps()
+            self._on_warp_stream(self._substeps)  # compile and load every kernel before capture
+            with wp.ScopedStream(self._wp_stream), wp.ScopedCapture(stream=self._wp_stream) as capture:
+                self._substeps()
             self.graph = capture.graph
         except Exception as exc:  # noqa: BLE001 - capture is an optimisation; launch directly instead
             warnings.warn(f"CUDA graph capture failed ({exc}); launching kernels directly (slower)", stacklevel=2)
@@ -179,10 +199,9 @@ class WarpSim:
                 raise ValueError(f"ctrl must have shape {tuple(self.ctrl.shape)} (N, nu), got {tuple(ctrl.shape)}")
             self.ctrl.copy_(ctrl)
         if self.graph is not None:
-            wp.capture_launch(self.graph)
+            self._on_warp_stream(lambda: wp.capture_launch(self.graph, stream=self._wp_stream))
         else:
-            with wp.ScopedDevice(self.wp_device):
-                self._substeps()
+            self._on_warp_stream(self._substeps)
         bad = self.find_unstable()
         self.unstable |= bad
         self.unstable_count += bad.sum()
@@ -234,8 +253,7 @@ class WarpSim:
         if mask.shape != (self.num_worlds,):
             raise ValueError(f"reset mask must have shape ({self.num_worlds},), got {tuple(mask.shape)}")
         self._reset_mask.copy_(mask)
-        with wp.ScopedDevice(self.wp_device):
-            mjw.reset_data(self.m, self.d, reset=self._reset_mask_wp)
+        self._on_warp_stream(lambda: mjw.reset_data(self.m, self.d, reset=self._reset_mask_wp))
         for view, given, default in (
             (self.qpos, qpos, self.default_qpos),
             (self.qvel, qvel, self.default_qvel),
@@ -268,16 +286,17 @@ class WarpSim:
         collision and the constraint solver, which no observation needs, so it costs well under
         a physics step.
         """
-        with wp.ScopedDevice(self.wp_device):
+        def kinematics():
             mjw.fwd_kinematics(self.m, self.d)
             mjw.transmission(self.m, self.d)
             mjw.fwd_velocity(self.m, self.d)
             mjw.fwd_actuation(self.m, self.d)
 
+        self._on_warp_stream(kinematics)
+
     def forward(self) -> None:
         """Full ``mj_forward`` on every world (collision and constraint forces included)."""
-        with wp.ScopedDevice(self.wp_device):
-            mjw.forward(self.m, self.d)
+        self._on_warp_stream(lambda: mjw.forward(self.m, self.d))
 
     def synchronize(self) -> None:
         wp.synchronize_device(self.wp_device)
