@@ -43,6 +43,8 @@ def run_posture_demo(model: str, num_envs: int, device: str, steps: int, out_dir
         td["action"] = env.action_spec.rand()
         out, td = env.step_and_maybe_reset(td)
         nxt = out["next"]
+        if step == 1:  # the first step compiles/loads kernels: time from after it
+            t0 = time.perf_counter()
         ep_len += 1
         done = nxt["done"].squeeze(-1)
         reward_sum += nxt["reward"].mean()
@@ -51,7 +53,7 @@ def run_posture_demo(model: str, num_envs: int, device: str, steps: int, out_dir
         len_sum += torch.where(done, ep_len, torch.zeros_like(ep_len)).sum()
         ep_len = torch.where(done, torch.zeros_like(ep_len), ep_len)
         if step % log_every == 0 or step == steps:  # one host sync per log interval
-            sps = step * num_envs / (time.perf_counter() - t0)
+            sps = (step - 1) * num_envs / max(time.perf_counter() - t0, 1e-9)
             summary = {
                 "reward_mean": float(reward_sum) / log_every,
                 "episodes_ended": int(ended),
