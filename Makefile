@@ -7,10 +7,10 @@ BIN    := $(VENV)/bin
 # CUDA build. CPU-only users who want to skip the CUDA wheels can set TORCH_PIP_ARGS to PyTorch's CPU index.
 TORCH          ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
-DEVICE ?= auto
-STEPS  ?= 300
-ENVS   ?= 16
+# Optional overrides of the experiment config: MODEL, DEVICE (auto|cpu|cuda|cuda:K), ENVS, STEPS.
 RUNS   ?= runs
+RUN_FLAGS = $(if $(MODEL),--model $(MODEL)) $(if $(DEVICE),--device $(DEVICE)) \
+            $(if $(ENVS),--num-envs $(ENVS)) $(if $(STEPS),--steps $(STEPS))
 
 .DEFAULT_GOAL := help
 .PHONY: help install test train bench tensorboard clean
@@ -32,13 +32,12 @@ install: $(VENV)/.installed ## create .venv and install mmimic with its dependen
 test: install ## run the test suite on CPU (~10 min; the first run compiles warp kernels)
 	$(BIN)/python -m pytest
 
-train: MODEL ?= arm26
-train: install ## run the posture task with a random policy, log to TensorBoard (imitation training: not yet)
-	$(BIN)/mmimic posture --model $(MODEL) --device $(DEVICE) --num-envs $(ENVS) --steps $(STEPS) --out $(RUNS)
+train: install ## experiments/posture.yaml: posture task, random policy, TensorBoard in runs/ (no learning yet)
+	$(BIN)/mmimic posture --config experiments/posture.yaml --out $(RUNS) $(RUN_FLAGS)
 
 bench: MODEL ?= bimanual
 bench: install ## raw mujoco_warp vs MuscleEnv throughput table + JSON in benchmarks/results/
-	$(BIN)/mmimic bench --model $(MODEL) --device $(DEVICE)
+	$(BIN)/mmimic bench --model $(MODEL) $(if $(DEVICE),--device $(DEVICE))
 
 tensorboard: install ## serve the TensorBoard of runs/ on port 6006
 	$(BIN)/tensorboard --logdir $(RUNS) --port 6006

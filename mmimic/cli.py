@@ -70,17 +70,27 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_posture(args: argparse.Namespace) -> int:
-    from mmimic.posture_demo import run_posture_demo
+    from mmimic.posture_demo import load_run_config, run_posture_demo
 
     _quiet_warp(args.verbose)
-    print(f"mmimic posture: {args.model}, {args.num_envs} envs on {args.device}. Runs the posture-holding task of "
-          "MuscleEnv with a random-excitation policy and logs reward, episode length, early terminations and "
-          "speed to TensorBoard. Nothing is learned: imitation training (PPO) is not implemented yet.", flush=True)
-    options = {"remove_fingers": True} if args.no_fingers else {}
-    summary = run_posture_demo(args.model, args.num_envs, args.device, args.steps, Path(args.out), **options)
+    flags = [f"env.{k}={v}" for k, v in (("model", args.model), ("num_envs", args.num_envs)) if v is not None]
+    flags += [f"steps={args.steps}"] if args.steps is not None else []
+    flags += ["env.embodiment.remove_fingers=true"] if args.no_fingers else []
+    flags += [f"out_dir={args.out}"] if args.out is not None else []
+    try:
+        cfg = load_run_config(args.config, flags + list(args.overrides))
+    except Exception as exc:  # noqa: BLE001 - report config errors in one line
+        raise SystemExit(f"mmimic posture: bad configuration: {exc}") from None
+    cfg.env.device = _device(args.device if args.device is not None else cfg.env.device)
+    _model(cfg.env.model)
+    print(f"mmimic posture: {cfg.env.model}, {cfg.env.num_envs} envs on {cfg.env.device}, {cfg.steps} steps. "
+          "Runs the posture-holding task of MuscleEnv with a random-excitation policy and logs reward, episode "
+          "length, early terminations and speed to TensorBoard. Nothing is learned: imitation training (PPO) "
+          "is not implemented yet.", flush=True)
+    summary = run_posture_demo(cfg)
     for key, value in summary.items():
         print(f"  {key}: {value:.4g}" if isinstance(value, float) else f"  {key}: {value}")
-    print(f"TensorBoard: tensorboard --logdir {args.out}")
+    print(f"TensorBoard: tensorboard --logdir {cfg.out_dir}")
     return 0
 
 
@@ -119,12 +129,15 @@ def build_parser() -> argparse.ArgumentParser:
                     "ends on posture loss or a fall) with random muscle excitations and writes TensorBoard "
                     "events under OUT/posture-MODEL-TIME/. What `make train` runs until imitation training lands.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", type=_model, default="arm26", help="embodiment name")
-    p.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda or cuda:K")
-    p.add_argument("--num-envs", type=int, default=16, help="parallel worlds")
-    p.add_argument("--steps", type=int, default=300, help="control steps to run")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="config overrides, e.g. env.task.target_range=0.2 env.embodiment.timestep=0.002")
+    p.add_argument("--config", default=None, help="experiment YAML (e.g. experiments/posture.yaml)")
+    p.add_argument("--model", type=_model, default=None, help="embodiment name (config: env.model, default arm26)")
+    p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:K (config: env.device)")
+    p.add_argument("--num-envs", type=int, default=None, help="parallel worlds (config: env.num_envs)")
+    p.add_argument("--steps", type=int, default=None, help="control steps to run (config: steps)")
     p.add_argument("--no-fingers", action="store_true", help="drop finger joints and muscles")
-    p.add_argument("--out", default="runs", help="directory for run folders")
+    p.add_argument("--out", default=None, help="directory for run folders (config: out_dir, default runs)")
     p.add_argument("-v", "--verbose", action="store_true", help="show warp's kernel compilation messages")
     p.set_defaults(func=cmd_posture)
     return parser

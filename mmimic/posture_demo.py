@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -17,16 +18,40 @@ from omegaconf import OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from mmimic.envs import MuscleEnv
+from mmimic.envs import MuscleEnv, MuscleEnvConfig
 
 
-def run_posture_demo(model: str, num_envs: int, device: str, steps: int, out_dir: Path, log_every: int = 10,
-                     **options) -> dict:
-    """Roll the posture task for ``steps`` control steps; returns a summary dict."""
-    env = MuscleEnv(model, num_envs=num_envs, device=device, **options)
-    run_dir = Path(out_dir) / f"posture-{model}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+@dataclass
+class PostureRunConfig:
+    """``experiments/posture.yaml``: the env, how long to run, where to write."""
+
+    env: MuscleEnvConfig = field(default_factory=MuscleEnvConfig)
+    steps: int = 300  # control steps
+    out_dir: str = "runs"
+    log_every: int = 10  # control steps between TensorBoard points (one host sync each)
+
+
+def load_run_config(path: str | None, overrides: list[str]) -> PostureRunConfig:
+    """Defaults, then the YAML file, then ``key=value`` overrides (dotted keys, e.g. env.num_envs=64)."""
+    cfg = OmegaConf.structured(PostureRunConfig)
+    if path:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{path}: no such experiment config")
+        cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise ValueError(f"overrides must be key=value, got {bad}")
+    cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides))
+    return OmegaConf.to_object(cfg)
+
+
+def run_posture_demo(cfg: PostureRunConfig) -> dict:
+    """Roll the posture task for ``cfg.steps`` control steps; returns a summary dict."""
+    env = MuscleEnv(cfg.env)
+    model, num_envs, device, steps, log_every = cfg.env.model, cfg.env.num_envs, cfg.env.device, cfg.steps, cfg.log_every
+    run_dir = Path(cfg.out_dir) / f"posture-{model}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(env.cfg)))
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
     writer = SummaryWriter(str(run_dir))
     td = env.reset()
     dev = env.device

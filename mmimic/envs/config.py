@@ -36,7 +36,7 @@ class MuscleEnvConfig:
 
     model: str = "arm26"
     num_envs: int = 16
-    device: str = "cpu"
+    device: str = "cpu"  # cpu, cuda, cuda:K, or auto (cuda when torch sees one)
     seed: int = 0
     use_cuda_graph: bool = True
     embodiment: EmbodimentConfig = field(default_factory=EmbodimentConfig)

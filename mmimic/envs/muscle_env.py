@@ -43,11 +43,11 @@ class MuscleEnv(EnvBase):
             model, num_envs, device, **options)
         if int(cfg.num_envs) < 1:
             raise ValueError(f"num_envs must be >= 1, got {cfg.num_envs!r}")
+        if cfg.device == "auto":
+            cfg.device = "cuda" if torch.cuda.is_available() else "cpu"
+        cfg.embodiment.name = cfg.model  # the env's model names the embodiment
         self.cfg = cfg
-        emb_cfg = cfg.embodiment
-        if emb_cfg.name != cfg.model:
-            emb_cfg = type(emb_cfg)(**{**emb_cfg.__dict__, "name": cfg.model})
-        self.embodiment = load_embodiment(emb_cfg)
+        self.embodiment = load_embodiment(cfg.embodiment)
         super().__init__(device=torch.device(cfg.device), batch_size=torch.Size([int(cfg.num_envs)]))
         self.sim = WarpSim(self.embodiment, cfg.num_envs, self.device, use_cuda_graph=cfg.use_cuda_graph)
         self._init_model_tables()
