@@ -117,6 +117,7 @@ class WarpSim:
             self.m.opt.warn_overflow = 0  # overflow is checked and reported by check_overflow()
             self.d = mjw.put_data(self.mjm, mjd, nworld=self.num_worlds, nconmax=self.nconmax, njmax=self.njmax)
             self._reset_mask_wp = wp.zeros(self.num_worlds, dtype=bool)
+        wp.synchronize_device(self.wp_device)  # uploads done before torch touches the views
 
         for name in STATE_VIEWS:
             setattr(self, name, wp.to_torch(getattr(self.d, name)))
