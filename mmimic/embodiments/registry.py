@@ -171,10 +171,11 @@ def _validate(cfg: EmbodimentConfig) -> None:
         v = getattr(cfg, key)
         if v is not None and (not isinstance(v, (int, np.integer)) or v < 1):
             raise ValueError(f"embodiment option {key} must be an integer >= 1, got {v!r}")
-    for key in ("nconmax", "njmax"):
+    # njmax=0 makes mujoco_warp 4.0.0 skip the velocity update (the sim silently freezes): refuse it.
+    for key, least in (("nconmax", 0), ("njmax", 1)):
         v = getattr(cfg, key)
-        if v is not None and (not isinstance(v, (int, np.integer)) or v < 0):
-            raise ValueError(f"embodiment option {key} must be an integer >= 0, got {v!r}")
+        if v is not None and (not isinstance(v, (int, np.integer)) or v < least):
+            raise ValueError(f"embodiment option {key} must be an integer >= {least}, got {v!r}")
 
 
 def _remove_fingers(spec: mujoco.MjSpec, finger_joint: re.Pattern) -> tuple[list[str], list[str]]:
