@@ -304,8 +304,9 @@ def test_collector(arm26, policy):
 # ---------------------------------------------------------------------------------- CUDA
 @cuda
 def test_env_on_cuda_matches_cpu(arm26):
-    env_gpu = MuscleEnv("arm26", num_envs=4, device="cuda", seed=2)
-    env_cpu = MuscleEnv("arm26", num_envs=4, device="cpu", seed=2)
+    # CPU and CUDA generators draw different numbers for one seed: start both from the default pose
+    env_gpu = MuscleEnv("arm26", num_envs=4, device="cuda", seed=2, reset_noise=0.0)
+    env_cpu = MuscleEnv("arm26", num_envs=4, device="cpu", seed=2, reset_noise=0.0)
     assert env_gpu.sim.graph is not None  # the substep loop runs as a captured CUDA graph
     check_env_specs(env_gpu)
     td_g, td_c = env_gpu.reset(), env_cpu.reset()

@@ -18,14 +18,13 @@ from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-import mujoco
 import mujoco_warp as mjw
 import torch
 import warp as wp
 
 from mmimic.embodiments import Embodiment, load_embodiment
 from mmimic.envs import MuscleEnv
-from mmimic.sim import contact_buffer_sizes
+from mmimic.sim import WarpSim
 
 
 @dataclass
@@ -45,32 +44,22 @@ def _sync(device: torch.device) -> None:
 
 
 def bench_raw(emb: Embodiment, num_envs: int, device: torch.device, steps: int, warmup: int) -> tuple[float, bool]:
-    """Seconds per control step of bare mujoco_warp (substeps physics steps), and whether a graph ran."""
-    mjm = emb.model
-    mjd = mujoco.MjData(mjm)
-    if mjm.nkey:
-        mujoco.mj_resetDataKeyframe(mjm, mjd, 0)
-    mujoco.mj_forward(mjm, mjd)
-    nconmax, njmax = contact_buffer_sizes(mjm)
-    nconmax = emb.nconmax or max(nconmax, mjd.ncon)
-    njmax = emb.njmax or max(njmax, mjd.nefc)
-    wdev = wp.get_device(str(device))
+    """Seconds per control step of bare mujoco_warp (substeps physics steps), and whether a graph ran.
+
+    WarpSim only uploads the model and data (same buffer sizes as the env) and captures the graph;
+    the timed loop calls ``wp.capture_launch`` / ``mujoco_warp.step`` directly, without WarpSim.
+    """
+    sim = WarpSim(emb, num_envs, device)
+    sim.ctrl.uniform_(0.0, 1.0)  # muscles working, as under a policy
+    m, d, graph = sim.m, sim.d, sim.graph
+    wdev = sim.wp_device
+
+    def substeps():
+        for _ in range(emb.substeps):
+            mjw.step(m, d)
+
     with wp.ScopedDevice(wdev):
-        m = mjw.put_model(mjm)
-        m.opt.warn_overflow = 0
-        d = mjw.put_data(mjm, mjd, nworld=num_envs, nconmax=nconmax, njmax=njmax)
-        wp.to_torch(d.ctrl).uniform_(0.0, 1.0)  # muscles working, as under a policy
-
-        def substeps():
-            for _ in range(emb.substeps):
-                mjw.step(m, d)
-
-        graph = None
-        substeps()  # compile
-        if device.type == "cuda":
-            with wp.ScopedCapture(device=wdev) as cap:
-                substeps()
-            graph = cap.graph
+        substeps()  # compile/load (CPU) or first launch
         run = (lambda: wp.capture_launch(graph)) if graph is not None else substeps
         for _ in range(warmup):
             run()
@@ -79,7 +68,7 @@ def bench_raw(emb: Embodiment, num_envs: int, device: torch.device, steps: int, 
         for _ in range(steps):
             run()
         _sync(device)
-        return (time.perf_counter() - t0) / steps, graph is not None
+    return (time.perf_counter() - t0) / steps, graph is not None
 
 
 def bench_env(model: str, num_envs: int, device: torch.device, steps: int, warmup: int, emb_options: dict) -> float:
