@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     options = {"remove_fingers": True} if args.no_fingers else {}
     print(f"mmimic bench: {args.model} on {args.device}, worlds {sweep}, {steps} timed steps after {warmup} "
           "warm-up (first run on a machine compiles warp kernels: ~1 min per model)", flush=True)
-    result = run_bench(args.model, args.device, sweep, steps, warmup, options,
+    result = run_bench(args.model, args.device, sweep, steps, warmup, options, command=args.command_line,
                        progress=lambda msg: print(f"  ... {msg}", flush=True))
     print(format_table(result))
     if args.out != "-":
@@ -145,7 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.command_line = "mmimic " + " ".join(shlex.quote(a) for a in argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

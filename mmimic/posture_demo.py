@@ -64,6 +64,7 @@ def run_posture_demo(cfg: PostureRunConfig) -> dict:
     bar = tqdm(range(1, steps + 1), desc=f"posture task, random policy ({model}, {num_envs} envs, {device})",
                unit="step")
     summary = {}
+    last_log = 0
     for step in bar:
         td["action"] = env.action_spec.rand()
         out, td = env.step_and_maybe_reset(td)
@@ -80,7 +81,7 @@ def run_posture_demo(cfg: PostureRunConfig) -> dict:
         if step % log_every == 0 or step == steps:  # one host sync per log interval
             sps = (step - 1) * num_envs / max(time.perf_counter() - t0, 1e-9)
             summary = {
-                "reward_mean": float(reward_sum) / log_every,
+                "reward_mean": float(reward_sum) / (step - last_log),
                 "episodes_ended": int(ended),
                 "early_termination_rate": float(failed) / max(float(ended), 1.0),
                 "episode_length_mean": float(len_sum) / max(float(ended), 1.0),
@@ -93,6 +94,7 @@ def run_posture_demo(cfg: PostureRunConfig) -> dict:
             bar.set_postfix(reward=f"{summary['reward_mean']:.3f}", sps=f"{sps:,.0f}",
                             early_term=f"{summary['early_termination_rate']:.2f}")
             reward_sum.zero_()
+            last_log = step
     writer.close()
     summary["run_dir"] = str(run_dir)
     return summary

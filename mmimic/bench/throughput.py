@@ -95,6 +95,7 @@ def run_bench(
     steps: int,
     warmup: int,
     emb_options: dict | None = None,
+    command: str = "",
     progress=None,
 ) -> dict:
     """Run the sweep; returns a JSON-ready dict with the rows, device, versions."""
@@ -128,7 +129,7 @@ def run_bench(
         "warmup": warmup,
         "device": describe_device(dev),
         "versions": versions(),
-        "command": " ".join(["mmimic", *sys.argv[1:]]) if Path(sys.argv[0]).name == "mmimic" else " ".join(sys.argv),
+        "command": command or " ".join(sys.argv),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "rows": [asdict(r) for r in rows],
     }
