@@ -182,10 +182,11 @@ class MuscleEnv(EnvBase):
             quat = sim.qpos[:, 3:7]
             obs = {"root": torch.cat([sim.qpos[:, 2:3], projected_gravity(quat), sim.qvel[:, :6] * VEL_SCALE], -1),
                    **obs}
-        # Unstable worlds may hold NaN until reset: never hand NaN to a policy.
-        obs = {k: torch.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0) for k, v in obs.items()}
-        obs["observation"] = torch.cat(list(obs.values()), dim=-1)
-        return obs
+        # One flat tensor, sanitized once (unstable worlds may hold NaN until reset: never hand NaN
+        # to a policy); the named parts are views into it.
+        flat = torch.nan_to_num(torch.cat(list(obs.values()), dim=-1), nan=0.0, posinf=0.0, neginf=0.0)
+        parts = dict(zip(obs, flat.split([v.shape[-1] for v in obs.values()], dim=-1)))
+        return {**parts, "observation": flat}
 
     def _reward_and_failure(self, obs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(N,) reward and (N,) bool failure (posture lost or fallen). See PostureTaskConfig."""
