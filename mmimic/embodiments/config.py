@@ -11,6 +11,7 @@ class EmbodimentConfig:
 
     name: str = "arm26"
     remove_fingers: bool = False  # weld finger joints and drop the muscles that cross them
+    mimic_sites: bool = True  # add the SMPL map's mimic sites (smpl_maps/<name>.json), if it has one
     timestep: float | None = None  # physics step (s); None: the XML's
     substeps: int | None = None  # physics steps per control step; None: the embodiment default
     solver_iterations: int | None = None  # constraint solver iterations (XML: 100)

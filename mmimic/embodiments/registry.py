@@ -16,6 +16,7 @@ import mujoco
 import numpy as np
 
 from mmimic.embodiments.config import EmbodimentConfig
+from mmimic.embodiments.smpl_map import SmplMap, add_mimic_sites, has_smpl_map, load_smpl_map
 
 MODELS_XML_DIR = Path(__file__).resolve().parents[2] / "models_xml"
 
@@ -46,6 +47,7 @@ class Embodiment:
     njmax: int | None = None
     removed_joints: list[str] = field(default_factory=list)
     removed_actuators: list[str] = field(default_factory=list)
+    smpl_map: SmplMap | None = None  # SMPL joint <-> mimic site pairs, when the model has a table
 
     @property
     def control_dt(self) -> float:
@@ -143,6 +145,9 @@ def load_embodiment(cfg: EmbodimentConfig | str | None = None, **overrides) -> E
         if info.finger_joint is None:
             raise ValueError(f"embodiment {cfg.name!r} has no fingers to remove (remove_fingers=True)")
         removed_joints, removed_acts = _remove_fingers(spec, info.finger_joint)
+    smpl_map = load_smpl_map(cfg.name) if cfg.mimic_sites and has_smpl_map(cfg.name) else None
+    if smpl_map is not None:
+        add_mimic_sites(spec, smpl_map)
     if cfg.timestep is not None:
         spec.option.timestep = cfg.timestep
     if cfg.solver_iterations is not None:
@@ -159,6 +164,7 @@ def load_embodiment(cfg: EmbodimentConfig | str | None = None, **overrides) -> E
         njmax=cfg.njmax,
         removed_joints=removed_joints,
         removed_actuators=removed_acts,
+        smpl_map=smpl_map,
     )
 
 

@@ -1,0 +1,80 @@
+"""Per-embodiment tables pairing SMPL joints with "mimic" sites of a muscle model.
+
+The tables are data (``smpl_maps/<embodiment>.json``, their description says what each field
+means and where the pairs came from); this module reads and checks them, and adds the mimic sites
+to a model with MjSpec. Retargeting fits those sites to SMPL joints; imitation tracks them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import mujoco
+
+MAPS_DIR = Path(__file__).resolve().parent / "smpl_maps"
+MODES = ("root", "rigid", "limb")
+
+
+@dataclass(frozen=True)
+class Keypoint:
+    site: str  # mimic site name, added at ``body``'s origin + ``offset``
+    body: str
+    smpl: str  # SMPL joint name (mmimic.motion.smpl joint_names)
+    mode: str  # root | rigid | limb: how its target is built (see the JSON description)
+    parent: str | None  # parent keypoint's site
+    frame: str  # SMPL joint whose global rotation carries a rigid offset
+    weight: float
+    offset: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+
+@dataclass(frozen=True)
+class SmplMap:
+    embodiment: str
+    anchor: str
+    keypoints: tuple[Keypoint, ...]
+
+    @property
+    def site_names(self) -> list[str]:
+        return [k.site for k in self.keypoints]
+
+
+def has_smpl_map(name: str) -> bool:
+    return (MAPS_DIR / f"{name}.json").is_file()
+
+
+def load_smpl_map(name: str) -> SmplMap:
+    """Read and check ``smpl_maps/<name>.json``: parents come first, one root, known modes."""
+    path = MAPS_DIR / f"{name}.json"
+    if not path.is_file():
+        known = sorted(p.stem for p in MAPS_DIR.glob("*.json"))
+        raise FileNotFoundError(f"{path}: no SMPL map for embodiment {name!r}; maps exist for: {', '.join(known)}")
+    raw = json.loads(path.read_text())
+    kps = []
+    seen = set()
+    for i, entry in enumerate(raw.get("keypoints", [])):
+        try:
+            kp = Keypoint(**{**entry, "offset": tuple(entry.get("offset", (0.0, 0.0, 0.0)))})
+        except TypeError as exc:
+            raise ValueError(f"{path}: keypoints[{i}]: {exc}") from None
+        if kp.mode not in MODES:
+            raise ValueError(f"{path}: keypoints[{i}] ({kp.site}): mode must be one of {MODES}, got {kp.mode!r}")
+        if (kp.mode == "root") != (kp.parent is None):
+            raise ValueError(f"{path}: keypoints[{i}] ({kp.site}): only the root keypoint has no parent")
+        if kp.parent is not None and kp.parent not in seen:
+            raise ValueError(f"{path}: keypoints[{i}] ({kp.site}): parent {kp.parent!r} must be listed before it")
+        seen.add(kp.site)
+        kps.append(kp)
+    if sum(k.mode == "root" for k in kps) != 1 or raw.get("anchor") not in seen:
+        raise ValueError(f"{path}: expected exactly one 'root' keypoint and 'anchor' naming a listed site")
+    return SmplMap(embodiment=name, anchor=raw["anchor"], keypoints=tuple(kps))
+
+
+def add_mimic_sites(spec: mujoco.MjSpec, smpl_map: SmplMap) -> None:
+    """Add one small site per keypoint to the spec (sites have no mass: dynamics unchanged)."""
+    for kp in smpl_map.keypoints:
+        body = spec.body(kp.body)
+        if body is None:
+            raise ValueError(f"SMPL map of {smpl_map.embodiment}: body {kp.body!r} (site {kp.site}) is not in the model")
+        body.add_site(name=kp.site, pos=list(kp.offset), size=[0.01, 0.01, 0.01], group=4)
