@@ -1,4 +1,4 @@
-"""The ``mmimic`` command: one subcommand per job (``bench``, ``posture``; more as stages land)."""
+"""The ``mmimic`` command: one subcommand per job (``bench``, ``posture``, ``motion``; more as stages land)."""
 
 from __future__ import annotations
 
@@ -95,6 +95,43 @@ def cmd_posture(args: argparse.Namespace) -> int:
     return 0
 
 
+def _kinds(value: str) -> list[str]:
+    from mmimic.motion.synth import KINDS
+
+    out = [v.strip() for v in value.split(",") if v.strip()]
+    unknown = [k for k in out if k not in KINDS]
+    if not out or unknown:
+        raise argparse.ArgumentTypeError(f"unknown motion kind(s) {', '.join(unknown) or repr(value)}; "
+                                         f"known: {', '.join(KINDS)}")
+    return out
+
+
+def _positive(kind):
+    def parse(value: str):
+        try:
+            out = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+        if not out > 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {value!r}")
+        return out
+    return parse
+
+
+def cmd_motion_synth(args: argparse.Namespace) -> int:
+    from mmimic.motion.smpl import load_amass
+    from mmimic.motion.synth import write_synth
+
+    last = args.seed + args.count - 1
+    print(f"mmimic motion synth: {', '.join(args.kinds)} x {args.count} (seeds {args.seed}..{last}), "
+          f"{args.duration:g} s at {args.fps:g} fps -> {args.out} (synthetic SMPL-H motions in the AMASS "
+          "file format, not captured data)", flush=True)
+    for path in write_synth(args.out, args.kinds, args.count, args.seed, args.fps, args.duration):
+        clip = load_amass(path)
+        print(f"  wrote {path} ({clip.num_frames} frames, {path.stat().st_size / 1024:.0f} KiB)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from mmimic import __version__
 
@@ -141,6 +178,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="directory for run folders (config: out_dir, default runs)")
     p.add_argument("-v", "--verbose", action="store_true", help="show warp's kernel compilation messages")
     p.set_defaults(func=cmd_posture)
+
+    m = sub.add_parser(
+        "motion", help="motion data: synthesize demo clips (more actions as the motion stages land)",
+        description="Motion data tools. ACTION synth writes synthetic motions in the AMASS .npz format.")
+    msub = m.add_subparsers(dest="motion_command", metavar="ACTION")
+    m.set_defaults(func=lambda args: m.print_help() or 2)
+    ms = msub.add_parser(
+        "synth", help="write synthetic AMASS-format motions (walk, reach, wave, ...)",
+        description="Writes OUT/<kind>_<seed>.npz: SMPL-H layout (156 pose columns), mean shape, neutral "
+                    "gender, z-up world, facing +x, feet on the floor (built-in skeleton), with a 'source' "
+                    "field naming it as synthetic. Kinds: walk, reach, wave, bimanual_lift, squat, "
+                    "arm_circles. Each seed varies amplitudes, speeds and phases a little; the same seed gives "
+                    "the same file.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ms.add_argument("--out", required=True, help="output directory (created if missing)")
+    ms.add_argument("--kinds", type=_kinds, default="walk,reach,wave,bimanual_lift,squat,arm_circles",
+                    help="comma-separated motion kinds")
+    ms.add_argument("--count", type=_positive(int), default=1,
+                    help="clips per kind (seeds SEED .. SEED+COUNT-1)")
+    ms.add_argument("--seed", type=int, default=0, help="first seed")
+    ms.add_argument("--fps", type=_positive(float), default=30.0, help="frame rate (mocap_framerate)")
+    ms.add_argument("--duration", type=_positive(float), default=4.0, help="seconds per clip")
+    ms.set_defaults(func=cmd_motion_synth)
     return parser
 
 
