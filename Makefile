@@ -13,7 +13,7 @@ RUN_FLAGS = $(if $(MODEL),--model $(MODEL)) $(if $(DEVICE),--device $(DEVICE)) \
             $(if $(ENVS),--num-envs $(ENVS)) $(if $(STEPS),--steps $(STEPS))
 
 .DEFAULT_GOAL := help
-.PHONY: help install test train bench tensorboard clean
+.PHONY: help install test train bench motions tensorboard clean
 
 help: ## list the targets
 	@echo "mmimic make targets (variables: DEVICE=auto|cpu|cuda|cuda:K, MODEL=arm26|bimanual|myofullbody):"
@@ -38,6 +38,12 @@ train: install ## experiments/posture.yaml: posture task, random policy, TensorB
 bench: MODEL ?= bimanual
 bench: install ## raw mujoco_warp vs MuscleEnv throughput table + JSON in benchmarks/results/
 	$(BIN)/mmimic bench --model $(MODEL) $(if $(DEVICE),--device $(DEVICE))
+
+DATA ?= data
+motions: install ## synthesize the demo clips (AMASS format) and retarget them onto bimanual and myofullbody (~3 min CPU)
+	$(BIN)/mmimic motion synth --out $(DATA)/synth --count 3
+	$(BIN)/mmimic retarget $(DATA)/synth --model bimanual --out $(DATA)/motions/bimanual --jobs 2
+	$(BIN)/mmimic retarget $(DATA)/synth --model myofullbody --out $(DATA)/motions/myofullbody --jobs 2
 
 tensorboard: install ## serve the TensorBoard of runs/ on port 6006
 	$(BIN)/tensorboard --logdir $(RUNS) --port 6006

@@ -88,7 +88,8 @@ def retarget_dir(inputs: str | Path, model: str, out_dir: str | Path, smpl_model
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     emb_cfg = EmbodimentConfig(name=model, remove_fingers=remove_fingers)
-    load_embodiment(emb_cfg)  # fail early on a bad model name
+    if load_embodiment(emb_cfg).smpl_map is None:  # fail early on a bad model name, or one without a map
+        raise ValueError(f"embodiment {model!r} has no SMPL map: cannot retarget onto it")
     entries: dict[str, dict] = {}
     todo = []
     for src in files:

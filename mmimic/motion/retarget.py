@@ -26,9 +26,11 @@ from dataclasses import dataclass
 
 import mujoco
 import numpy as np
+import torch
 
 from mmimic.embodiments import Embodiment
 from mmimic.embodiments.smpl_map import SmplMap
+from mmimic.math import quat_to_matrix
 from mmimic.motion.motion_file import MotionClip, finite_difference_qvel
 
 # SMPL's native body frame (x left, y up, z forward) -> the muscle models' frame (x left, z up,
@@ -44,8 +46,8 @@ class RetargetConfig:
     iterations: int = 30  # max Gauss-Newton steps per frame
     step_tolerance: float = 1e-4  # stop when the step's norm falls below (rad / m)
     damping: float = 1e-4  # Levenberg-Marquardt damping
-    smooth_weight: float = 0.03  # pull towards the previous frame's pose
-    rest_weight: float = 0.003  # pull towards the default pose (joints no site constrains)
+    smooth_weight: float = 0.01  # pull towards the previous frame's pose
+    rest_weight: float = 0.001  # pull towards the default pose (keeps joints no site sees in place)
     equality_weight: float = 30.0  # joint-equality (coupled joint) residual weight
     tendon_jump_m: float = 0.005  # a tendon length change this far from J_ten dq is a wrapping jump
     floor: bool = True  # free-root models: feet on, never below, z = 0
@@ -53,13 +55,8 @@ class RetargetConfig:
 
 # ---------------------------------------------------------------------------------------- targets
 def _quat_to_mat(q: np.ndarray) -> np.ndarray:
-    """(..., 4) w,x,y,z -> (..., 3, 3)."""
-    w, x, y, z = np.moveaxis(q, -1, 0)
-    return np.stack([
-        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
-        np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
-        np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
-    ], -2)
+    """(..., 4) w,x,y,z -> (..., 3, 3), numpy in and out."""
+    return quat_to_matrix(torch.from_numpy(np.asarray(q, dtype=np.float64))).numpy()
 
 
 def rest_site_positions(emb: Embodiment) -> np.ndarray:
@@ -197,13 +194,14 @@ class IKSolver:
     def q0_of(self, joints: np.ndarray) -> np.ndarray:
         return self.m.qpos0[self.m.jnt_qposadr[joints]]
 
-    def solve_frame(self, q: np.ndarray, target: np.ndarray, q_prev: np.ndarray) -> np.ndarray:
+    def solve_frame(self, q: np.ndarray, target: np.ndarray, q_prev: np.ndarray, first: bool = False) -> np.ndarray:
+        """One frame. ``first``: no previous frame to stay near, so no smoothing and more iterations."""
         m, cfg = self.m, self.cfg
-        ws, wr = cfg.smooth_weight, cfg.rest_weight
+        ws, wr = (0.0 if first else cfg.smooth_weight), cfg.rest_weight
         reg = np.full(m.nv, ws + wr)
         reg[: self.nroot] = ws
         q = q.copy()
-        for _ in range(cfg.iterations):
+        for _ in range(cfg.iterations * (10 if first else 1)):
             J, r, dprev, drest = self._residuals(q, target, q_prev)
             H = J.T @ J
             H[np.diag_indices_from(H)] += reg + cfg.damping
@@ -235,7 +233,7 @@ class IKSolver:
         q_prev = q.copy()
         out = np.zeros((targets.shape[0], self.m.nq))
         for t in range(targets.shape[0]):
-            q = self.solve_frame(q, targets[t], q_prev)
+            q = self.solve_frame(q, targets[t], q_prev, first=t == 0)
             out[t] = q
             q_prev = q
         return out
