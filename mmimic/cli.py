@@ -235,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "file failed.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     r.add_argument("input", help="an AMASS .npz file or a directory searched recursively")
-    r.add_argument("--model", type=_model, required=True, help="embodiment name (bimanual, myofullbody)")
+    r.add_argument("--model", type=_model, required=True, help="embodiment name (bimanual, myofullbody; arm26: planar, sagittal motion only)")
     r.add_argument("--out", required=True, help="output directory")
     r.add_argument("--smpl-model-dir", default=None,
                    help="directory with licensed SMPL/SMPL-H/SMPL-X model files; without it a built-in mean-shape "

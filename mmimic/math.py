@@ -118,3 +118,37 @@ def quat_to_axis_angle(q: torch.Tensor) -> torch.Tensor:
 def matrix_to_axis_angle(m: torch.Tensor) -> torch.Tensor:
     """Rotation matrices (..., 3, 3) -> rotation vectors (..., 3), angle in [0, pi]."""
     return quat_to_axis_angle(matrix_to_quat(m))
+
+
+def quat_mul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Hamilton product a * b of (..., 4) quaternions: the rotation b, then a."""
+    aw, ax, ay, az = a.unbind(dim=-1)
+    bw, bx, by, bz = b.unbind(dim=-1)
+    return torch.stack([
+        aw * bw - ax * bx - ay * by - az * bz,
+        aw * bx + ax * bw + ay * bz - az * by,
+        aw * by - ax * bz + ay * bw + az * bx,
+        aw * bz + ax * by - ay * bx + az * bw,
+    ], dim=-1)
+
+
+def quat_angle(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Angle (radians, in [0, pi]) of the rotation between unit quaternions a and b: (..., 4) -> (...).
+
+    From |<a, b>| = cos(angle / 2), via atan2 of the two half-chords (accurate near 0, no acos).
+    """
+    b = torch.where((a * b).sum(dim=-1, keepdim=True) < 0, -b, b)
+    return 4.0 * torch.atan2((a - b).norm(dim=-1), (a + b).norm(dim=-1))
+
+
+def quat_yaw(q: torch.Tensor) -> torch.Tensor:
+    """Heading (radians) of a body with orientation q (..., 4): the world angle of its x axis about z."""
+    w, x, y, z = q.unbind(dim=-1)
+    return torch.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
+
+
+def rotate_z_inverse(yaw: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Express world vectors v (..., 3) in a frame turned by ``yaw`` (...) about z (the heading frame)."""
+    c, s = torch.cos(yaw).unsqueeze(-1), torch.sin(yaw).unsqueeze(-1)
+    x, y, z = v[..., :1], v[..., 1:2], v[..., 2:]
+    return torch.cat([c * x + s * y, -s * x + c * y, z], dim=-1)

@@ -5,7 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from mmimic.math import projected_gravity, quat_conjugate, quat_rotate, quat_rotate_inverse
+from mmimic.math import (
+    projected_gravity, quat_angle, quat_conjugate, quat_mul, quat_rotate, quat_rotate_inverse, quat_to_axis_angle,
+    quat_yaw, rotate_z_inverse,
+)
 
 
 @pytest.fixture
@@ -82,3 +85,33 @@ def test_projected_gravity_matches_mujoco_and_tilt(quats_and_vecs):
     for t in (0.3, 1.2, 2.5):
         qx = torch.tensor([np.cos(t / 2), np.sin(t / 2), 0.0, 0.0], dtype=torch.float64)
         assert projected_gravity(qx)[2].item() == pytest.approx(-np.cos(t), abs=1e-12)
+
+
+def test_quat_mul_matches_mujoco(quats_and_vecs):
+    q, _ = quats_and_vecs
+    a, b = q, np.roll(q, 1, axis=0)
+    out = quat_mul(torch.from_numpy(a), torch.from_numpy(b)).numpy()
+    for i in range(len(q)):
+        ref = np.zeros(4)
+        mujoco.mju_mulQuat(ref, a[i], b[i])
+        np.testing.assert_allclose(out[i], ref, atol=1e-12)
+
+
+def test_quat_angle_is_the_relative_rotation_angle(quats_and_vecs):
+    q, _ = quats_and_vecs
+    a, b = torch.from_numpy(q), torch.from_numpy(np.roll(q, 3, axis=0))
+    expected = quat_to_axis_angle(quat_mul(quat_conjugate(a), b)).norm(dim=-1)
+    torch.testing.assert_close(quat_angle(a, b), expected)
+    torch.testing.assert_close(quat_angle(a, -a), torch.zeros(len(q), dtype=a.dtype))  # q and -q: one rotation
+    small = torch.tensor([[np.cos(5e-7), 0.0, 0.0, np.sin(5e-7)]], dtype=torch.float64)
+    torch.testing.assert_close(quat_angle(torch.tensor([[1.0, 0, 0, 0]], dtype=torch.float64), small),
+                               torch.tensor([1e-6], dtype=torch.float64))
+
+
+def test_heading_frame_undoes_a_yaw(quats_and_vecs):
+    _, v = quats_and_vecs
+    yaw = torch.linspace(-3.0, 3.0, len(v), dtype=torch.float64)
+    qz = torch.stack([torch.cos(yaw / 2), 0 * yaw, 0 * yaw, torch.sin(yaw / 2)], dim=-1)
+    torch.testing.assert_close(quat_yaw(qz), yaw)
+    vt = torch.from_numpy(v)
+    torch.testing.assert_close(rotate_z_inverse(quat_yaw(qz), quat_rotate(qz, vt)), vt)

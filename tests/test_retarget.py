@@ -13,13 +13,15 @@ import pytest
 import torch
 
 from mmimic.cli import main
+from mmimic.embodiments import EMBODIMENTS, EmbodimentInfo, embodiment_info
+from mmimic.embodiments import smpl_map as smpl_map_module
 from mmimic.math import axis_angle_to_matrix, matrix_to_axis_angle
 from mmimic.motion.batch import SUMMARY_KEYS, retarget_dir
 from mmimic.motion.library import MotionLibrary
 from mmimic.motion.motion_file import load_motion
 from mmimic.motion.retarget import (
-    IKSolver, RetargetConfig, _foot_geoms, keypoint_targets, lowest_point, place_on_floor, qa_metrics,
-    rest_site_positions, retarget_joints,
+    SMPL_TO_MODEL, IKSolver, RetargetConfig, _foot_geoms, keypoint_targets, lowest_point, place_on_floor,
+    qa_metrics, rest_site_positions, retarget_joints,
 )
 from mmimic.motion.smpl import AmassClip, smpl_joints
 from mmimic.motion.synth import save_npz, synthesize, write_synth
@@ -366,11 +368,14 @@ def test_cli_unknown_model_lists_the_known_ones(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-def test_cli_model_without_smpl_map_is_a_clear_error(tmp_path):
-    """arm26 is a known embodiment but has no SMPL map: a message, not a crashed worker pool."""
+def test_cli_model_without_smpl_map_is_a_clear_error(tmp_path, monkeypatch):
+    """A known embodiment without an SMPL map: a message, not a crashed worker pool."""
+    info = embodiment_info("arm26")
+    monkeypatch.setitem(EMBODIMENTS, "arm26_nomap", EmbodimentInfo(
+        name="arm26_nomap", xml_path=info.xml_path, description="arm26 without a map", default_substeps=5))
     write_synth(tmp_path / "in", kinds=("reach",), count=1, duration=1.0)
-    with pytest.raises(SystemExit, match="arm26.*no SMPL map"):
-        main(["retarget", str(tmp_path / "in"), "--model", "arm26", "--out", str(tmp_path / "out")])
+    with pytest.raises(SystemExit, match="arm26_nomap.*no SMPL map"):
+        main(["retarget", str(tmp_path / "in"), "--model", "arm26_nomap", "--out", str(tmp_path / "out")])
 
 
 def test_cli_input_without_npz_is_a_clear_error(tmp_path):
@@ -539,6 +544,63 @@ def test_batch_output_matches_an_in_process_retarget(fullbody_run, myofullbody):
     names, pos, rot, fps = _joints(dict(np.load(src / "squat_0.npz")))
     res = retarget_joints(myofullbody, names, pos, rot, fps, source="x")
     np.testing.assert_allclose(load_motion(out / "squat_0.npz").qpos, res.clip.qpos, atol=1e-5)
+
+
+# ------------------------------------------------------------------------- 6. arm26 (planar right arm)
+# arm26 faces +x (left +y, up +z) and moves in the x-z plane: its map carries its own smpl_to_model.
+# reach seeds 0 and 1 reach with the right arm (the side is drawn per seed).
+
+def test_smpl_to_model_defaults_and_arm26_rotation(arm26, bimanual, myofullbody):
+    for emb in (bimanual, myofullbody):  # the models built facing -y keep the old constant
+        np.testing.assert_array_equal(emb.smpl_map.smpl_to_model_matrix, SMPL_TO_MODEL)
+    M = arm26.smpl_map.smpl_to_model_matrix
+    np.testing.assert_array_equal(M @ [1, 0, 0], [0, 1, 0])  # SMPL left -> +y
+    np.testing.assert_array_equal(M @ [0, 1, 0], [0, 0, 1])  # SMPL up -> +z
+    np.testing.assert_array_equal(M @ [0, 0, 1], [1, 0, 0])  # SMPL forward -> +x
+    assert arm26.smpl_map.anchor == "shoulder_mimic" and not arm26.free_root
+    assert [k.smpl for k in arm26.smpl_map.keypoints] == ["R_Shoulder", "R_Elbow", "R_Wrist"]
+
+
+@pytest.mark.parametrize("matrix", [[[1, 0, 0], [0, 1, 0]], [[-1, 0, 0], [0, 1, 0], [0, 0, 1]],
+                                    [[2, 0, 0], [0, 1, 0], [0, 0, 1]], "eye"])
+def test_bad_smpl_to_model_is_a_clear_error(tmp_path, monkeypatch, matrix):
+    raw = json.loads((smpl_map_module.MAPS_DIR / "arm26.json").read_text())
+    raw["smpl_to_model"] = matrix
+    (tmp_path / "arm26.json").write_text(json.dumps(raw))
+    monkeypatch.setattr(smpl_map_module, "MAPS_DIR", tmp_path)
+    with pytest.raises(ValueError, match=r"arm26.json.*smpl_to_model.*3x3 rotation"):
+        smpl_map_module.load_smpl_map("arm26")
+
+
+def test_arm26_reach_targets_point_forward_at_the_peak(arm26):
+    targets, scale, rest, names, pos = _targets(arm26, synthesize("reach", duration=3.0, seed=0))
+    assert scale == 1.0
+    np.testing.assert_allclose(targets[:, 0], np.broadcast_to(rest[0], targets[:, 0].shape))  # fixed shoulder
+    hand = targets[:, 2] - targets[:, 0]
+    assert hand[0, 2] < -0.45 and abs(hand[0, 0]) < 0.1  # arm hanging down at the start
+    peak = np.argmax(hand[:, 0])
+    assert hand[peak, 0] > 0.45 and abs(hand[peak, 2]) < 0.25  # reaching forward (+x) at the peak
+    assert np.abs(hand[:, 1]).max() < 0.15  # a sagittal reach stays near the arm's plane
+
+
+def test_arm26_cli_retargets_a_reach(tmp_path, capsys, arm26):
+    write_synth(tmp_path / "in", kinds=("reach",), count=2, duration=3.0)
+    out = tmp_path / "out"
+    assert main(["retarget", str(tmp_path / "in"), "--model", "arm26", "--out", str(out)]) == 0
+    assert "mean rmse_m" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["aggregate"]["ok"] == 2
+    for n in ("reach_0", "reach_1"):
+        entry = summary["clips"][str(tmp_path / "in" / f"{n}.npz")]
+        QA_SEEN[f"arm26/{n} (cli)"] = {k: entry[k] for k in SUMMARY_KEYS}
+        # the out-of-plane part (the arm's ~10 deg abduction at rest) is left over: a few cm, not more
+        assert entry["rmse_m"] < 0.06 and entry["joint_limit_violation_pct"] == 0.0
+        clip = _check_motion_file(arm26, out / f"{n}.npz", 90)
+        shoulder, elbow = np.degrees(clip.qpos[:, 0]), np.degrees(clip.qpos[:, 1])
+        assert shoulder[0] < 15 and shoulder.max() > 70  # flexes forward from hanging down, and back
+        assert shoulder[-1] < 45 and np.ptp(elbow) > 3  # the elbow straightens while reaching
+    lib = MotionLibrary.from_dir(out, embodiment="arm26")
+    assert lib.num_clips == 2 and lib.layout.site_names == ("shoulder_mimic", "elbow_mimic", "hand_mimic")
 
 
 def teardown_module(module):

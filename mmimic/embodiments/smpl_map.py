@@ -12,9 +12,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mujoco
+import numpy as np
 
 MAPS_DIR = Path(__file__).resolve().parent / "smpl_maps"
 MODES = ("root", "rigid", "limb")
+
+# SMPL's native body frame (x left, y up, z forward) -> a model's body frame, as v_model = M @ v_smpl.
+# The default suits models built facing -y with x to their left and z up (bimanual, myofullbody); it
+# equals the rotation AMASS's usual root_orient applies (+90 deg about x). A model built another way
+# (arm26 faces +x, left +y) gives its own in the map's "smpl_to_model" field.
+DEFAULT_SMPL_TO_MODEL = ((1.0, 0.0, 0.0), (0.0, 0.0, -1.0), (0.0, 1.0, 0.0))
 
 
 @dataclass(frozen=True)
@@ -34,10 +41,16 @@ class SmplMap:
     embodiment: str
     anchor: str
     keypoints: tuple[Keypoint, ...]
+    smpl_to_model: tuple[tuple[float, float, float], ...] = DEFAULT_SMPL_TO_MODEL  # 3x3, rows
 
     @property
     def site_names(self) -> list[str]:
         return [k.site for k in self.keypoints]
+
+    @property
+    def smpl_to_model_matrix(self) -> np.ndarray:
+        """(3, 3) float64 rotation taking SMPL body-frame vectors into the model's frame."""
+        return np.array(self.smpl_to_model, dtype=np.float64)
 
 
 def has_smpl_map(name: str) -> bool:
@@ -68,7 +81,20 @@ def load_smpl_map(name: str) -> SmplMap:
         kps.append(kp)
     if sum(k.mode == "root" for k in kps) != 1 or raw.get("anchor") not in seen:
         raise ValueError(f"{path}: expected exactly one 'root' keypoint and 'anchor' naming a listed site")
-    return SmplMap(embodiment=name, anchor=raw["anchor"], keypoints=tuple(kps))
+    rot = _rotation(path, raw.get("smpl_to_model", DEFAULT_SMPL_TO_MODEL))
+    return SmplMap(embodiment=name, anchor=raw["anchor"], keypoints=tuple(kps), smpl_to_model=rot)
+
+
+def _rotation(path: Path, value) -> tuple[tuple[float, float, float], ...]:
+    """Check an optional 'smpl_to_model' entry: a proper 3x3 rotation (orthonormal, det +1)."""
+    try:
+        m = np.array(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        m = np.zeros(0)
+    if m.shape != (3, 3) or not np.allclose(m @ m.T, np.eye(3), atol=1e-6) or np.linalg.det(m) < 0:
+        raise ValueError(f"{path}: 'smpl_to_model' must be a 3x3 rotation matrix (rows; orthonormal, "
+                         f"determinant +1), got {value!r}")
+    return tuple(tuple(float(x) for x in row) for row in m)
 
 
 def add_mimic_sites(spec: mujoco.MjSpec, smpl_map: SmplMap) -> None:

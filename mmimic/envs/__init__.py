@@ -1,6 +1,9 @@
-"""TorchRL environments over WarpSim (``from mmimic.envs import MuscleEnv``)."""
+"""TorchRL environments over WarpSim: ``MuscleEnv`` (posture holding) and ``MuscleImitationEnv``
+(tracking reference motions from a MotionLibrary)."""
 
-from mmimic.envs.config import MuscleEnvConfig, PostureTaskConfig
+from mmimic.envs.config import ImitationTaskConfig, MuscleEnvConfig, MuscleImitationEnvConfig, PostureTaskConfig
+from mmimic.envs.imitation_env import MuscleImitationEnv
 from mmimic.envs.muscle_env import MuscleEnv
 
-__all__ = ["MuscleEnv", "MuscleEnvConfig", "PostureTaskConfig"]
+__all__ = ["ImitationTaskConfig", "MuscleEnv", "MuscleEnvConfig", "MuscleImitationEnv", "MuscleImitationEnvConfig",
+           "PostureTaskConfig"]

@@ -37,9 +37,10 @@ class MuscleEnv(EnvBase):
     """N muscle-driven worlds holding a target posture. See the module docstring for the specs."""
 
     batch_locked = True
+    config_class = MuscleEnvConfig
 
     def __init__(self, model: str | MuscleEnvConfig = "arm26", num_envs: int = 16, device: str = "cpu", **options):
-        cfg = model if isinstance(model, MuscleEnvConfig) else MuscleEnvConfig.from_options(
+        cfg = model if isinstance(model, MuscleEnvConfig) else self.config_class.from_options(
             model, num_envs, device, **options)
         if int(cfg.num_envs) < 1:
             raise ValueError(f"num_envs must be >= 1, got {cfg.num_envs!r}")
@@ -54,10 +55,8 @@ class MuscleEnv(EnvBase):
         self._make_specs()
         self.rng = torch.Generator(device=self.device)
         self._set_seed(cfg.seed)
-        n = self.num_envs
-        self.episode_step = torch.zeros(n, dtype=torch.int64, device=self.device)
-        self.target_qpos = self.default_joint_qpos.expand(n, -1).clone()
-        self.start_root_height = torch.ones(n, device=self.device)
+        self.episode_step = torch.zeros(self.num_envs, dtype=torch.int64, device=self.device)
+        self._init_task_state()
 
     # ---------------------------------------------------------------- model tables
     @property
@@ -86,10 +85,14 @@ class MuscleEnv(EnvBase):
         self.root_body = int(m.jnt_bodyid[0]) if self.free_root else 0
 
     def _obs_sizes(self) -> dict[str, int]:
+        """Sizes of the observation parts, in the order they are concatenated into ``observation``."""
+        return {**self._proprio_sizes(), "posture_error": self.embodiment.model.nq - self.q0}
+
+    def _proprio_sizes(self) -> dict[str, int]:
         m = self.embodiment.model
-        nj, nu = m.nq - self.q0, m.nu
-        sizes = {"joint_pos": nj, "joint_vel": m.nv - self.v0, "muscle_length": nu, "muscle_velocity": nu,
-                 "muscle_force": nu, "muscle_activation": m.na, "posture_error": nj}
+        nu = m.nu
+        sizes = {"joint_pos": m.nq - self.q0, "joint_vel": m.nv - self.v0, "muscle_length": nu,
+                 "muscle_velocity": nu, "muscle_force": nu, "muscle_activation": m.na}
         if self.free_root:
             sizes = {"root": 10, **sizes}
         return sizes
@@ -124,27 +127,52 @@ class MuscleEnv(EnvBase):
         self._reset_worlds(mask)
         obs = self._observation()
         done = torch.zeros(n, 1, dtype=torch.bool, device=self.device)
-        return TensorDict({**obs, "done": done, "terminated": done.clone(), "truncated": done.clone()},
-                          batch_size=self.batch_size, device=self.device)
+        return TensorDict({**obs, **self._reset_extras(obs, mask), "done": done, "terminated": done.clone(),
+                           "truncated": done.clone()}, batch_size=self.batch_size, device=self.device)
 
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
         action = tensordict.get("action")
         excitation = ((action.clamp(-1.0, 1.0) + 1.0) * 0.5)
         unstable = self.sim.step(excitation)
         self.episode_step += 1
+        self._advance(action)
         obs = self._observation()
         reward, failed = self._reward_and_failure(obs)
         # A world that blew up ends its episode (no bootstrapping from a NaN state) and scores 0.
         terminated = failed | unstable
         reward = torch.where(unstable, torch.zeros_like(reward), reward)
-        if self.cfg.task.max_episode_steps > 0:
-            truncated = (self.episode_step >= self.cfg.task.max_episode_steps) & ~terminated
-        else:
-            truncated = torch.zeros_like(terminated)
+        truncated = self._truncated(terminated)
+        extras = self._step_extras(terminated, truncated, unstable)
         return TensorDict(
-            {**obs, "reward": reward[:, None], "done": (terminated | truncated)[:, None],
+            {**obs, **extras, "reward": reward[:, None], "done": (terminated | truncated)[:, None],
              "terminated": terminated[:, None], "truncated": truncated[:, None]},
             batch_size=self.batch_size, device=self.device)
+
+    # ---------------------------------------------------------------- task hooks
+    # A task subclass overrides these; the posture task below is the default. All run on the device
+    # with static shapes (no host sync): the step is the hot loop.
+    def _init_task_state(self) -> None:
+        """Per-world task buffers, allocated once (after the specs and the generator exist)."""
+        n = self.num_envs
+        self.target_qpos = self.default_joint_qpos.expand(n, -1).clone()
+        self.start_root_height = torch.ones(n, device=self.device)
+
+    def _advance(self, action: torch.Tensor) -> None:
+        """After the physics step, before the observation: task time and bookkeeping (posture: none)."""
+
+    def _truncated(self, terminated: torch.Tensor) -> torch.Tensor:
+        """(N,) bool: episodes cut short without failing (bootstrapped by the learner)."""
+        if self.cfg.task.max_episode_steps > 0:
+            return (self.episode_step >= self.cfg.task.max_episode_steps) & ~terminated
+        return torch.zeros_like(terminated)
+
+    def _step_extras(self, terminated: torch.Tensor, truncated: torch.Tensor, unstable: torch.Tensor) -> dict:
+        """Extra entries of the step output (declared in the observation spec). Posture: none."""
+        return {}
+
+    def _reset_extras(self, obs: dict[str, torch.Tensor], mask: torch.Tensor) -> dict:
+        """Extra entries of the reset output (the same keys as ``_step_extras``). Posture: none."""
+        return {}
 
     # ---------------------------------------------------------------- task
     def _uniform(self, shape: tuple[int, ...]) -> torch.Tensor:
@@ -167,23 +195,35 @@ class MuscleEnv(EnvBase):
             self.start_root_height = torch.where(mask, self.sim.qpos[:, 2], self.start_root_height)
 
     def _observation(self) -> dict[str, torch.Tensor]:
+        """Proprioception plus the posture goal, flattened (see ``_flatten``)."""
+        obs = self._proprioception()
+        obs["posture_error"] = self.target_qpos - self.sim.qpos[:, self.q0:]
+        return self._flatten(obs)
+
+    def _proprioception(self) -> dict[str, torch.Tensor]:
+        """What the body senses of itself: the parts of ``_proprio_sizes``, each (N, size), not sanitized."""
         sim = self.sim
-        joint_pos = sim.qpos[:, self.q0:]
         obs = {
-            "joint_pos": joint_pos,
+            "joint_pos": sim.qpos[:, self.q0:],
             "joint_vel": sim.qvel[:, self.v0:] * VEL_SCALE,
             "muscle_length": (sim.actuator_length - self.length_lo) / self.length_span,
             "muscle_velocity": sim.actuator_velocity / self.length_span * VEL_SCALE,
             "muscle_force": sim.actuator_force / self.muscle_f0,
             "muscle_activation": sim.act,
-            "posture_error": self.target_qpos - joint_pos,
         }
         if self.free_root:
             quat = sim.qpos[:, 3:7]
             obs = {"root": torch.cat([sim.qpos[:, 2:3], projected_gravity(quat), sim.qvel[:, :6] * VEL_SCALE], -1),
                    **obs}
-        # One flat tensor, sanitized once (unstable worlds may hold NaN until reset: never hand NaN
-        # to a policy); the named parts are views into it.
+        return obs
+
+    @staticmethod
+    def _flatten(obs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The parts plus ``observation``, their concatenation.
+
+        One flat tensor, sanitized once (unstable worlds may hold NaN until reset: never hand NaN to a
+        policy); the named parts are views into it.
+        """
         flat = torch.nan_to_num(torch.cat(list(obs.values()), dim=-1), nan=0.0, posinf=0.0, neginf=0.0)
         parts = dict(zip(obs, flat.split([v.shape[-1] for v in obs.values()], dim=-1)))
         return {**parts, "observation": flat}

@@ -29,13 +29,14 @@ import numpy as np
 import torch
 
 from mmimic.embodiments import Embodiment
-from mmimic.embodiments.smpl_map import SmplMap
+from mmimic.embodiments.smpl_map import DEFAULT_SMPL_TO_MODEL, SmplMap
 from mmimic.math import quat_to_matrix
 from mmimic.motion.motion_file import MotionClip, finite_difference_qvel
 
-# SMPL's native body frame (x left, y up, z forward) -> the muscle models' frame (x left, z up,
-# -y forward). Equal to the rotation AMASS's usual root_orient applies (+90 deg about x).
-SMPL_TO_MODEL = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+# SMPL's native body frame (x left, y up, z forward) -> the frame of models facing -y (x left, z up):
+# the default of ``SmplMap.smpl_to_model``. Each map may give its own (arm26 faces +x); the code below
+# always reads the map's.
+SMPL_TO_MODEL = np.array(DEFAULT_SMPL_TO_MODEL)
 
 
 @dataclass
@@ -83,13 +84,14 @@ def keypoint_targets(smpl_map: SmplMap, rest: np.ndarray, joint_names: list[str]
             if joint not in idx:
                 raise ValueError(f"SMPL map of {smpl_map.embodiment}: unknown SMPL joint {joint!r} (site {k.site})")
     R = _quat_to_mat(rotations)  # (T, J, 3, 3) SMPL body frame -> world
+    to_model = smpl_map.smpl_to_model_matrix  # SMPL body frame -> the model's body frame
     T = positions.shape[0]
     root = next(k for k in kps if k.mode == "root")
     if free_root:
         frame = np.broadcast_to(np.eye(3), (T, 3, 3))  # world stays world
         scale = _leg_scale(kps, site_index, rest, idx, positions)
     else:  # fixed root: see the motion from the SMPL chest, placed at the model's chest
-        frame = SMPL_TO_MODEL @ np.swapaxes(R[:, idx[root.frame]], -1, -2)
+        frame = to_model @ np.swapaxes(R[:, idx[root.frame]], -1, -2)
         scale = 1.0
     targets = np.zeros((T, len(kps), 3))
     for i, k in enumerate(kps):
@@ -99,7 +101,7 @@ def keypoint_targets(smpl_map: SmplMap, rest: np.ndarray, joint_names: list[str]
         p = site_index[k.parent]
         offset = rest[i] - rest[p]
         if k.mode == "rigid":
-            vec = R[:, idx[k.frame]] @ (SMPL_TO_MODEL.T @ offset)
+            vec = R[:, idx[k.frame]] @ (to_model.T @ offset)
         else:  # limb
             parent_joint = kps[p].smpl
             vec = positions[:, idx[k.smpl]] - positions[:, idx[parent_joint]]
@@ -359,7 +361,7 @@ def retarget_joints(emb: Embodiment, joint_names: list[str], positions: np.ndarr
     root_rot0 = None
     if emb.free_root:
         pelvis = joint_names.index(next(k.frame for k in emb.smpl_map.keypoints if k.mode == "root"))
-        root_rot0 = _quat_to_mat(rotations[0, pelvis]) @ SMPL_TO_MODEL.T
+        root_rot0 = _quat_to_mat(rotations[0, pelvis]) @ emb.smpl_map.smpl_to_model_matrix.T
     t0 = time.perf_counter()
     qpos = solver.solve(targets, root_rot0)
     ik_seconds = time.perf_counter() - t0

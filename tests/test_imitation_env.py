@@ -1,0 +1,424 @@
+"""MuscleImitationEnv: specs, reference-state initialisation, partial resets, episode ends, failure-weighted
+clip sampling, reward terms and tracking errors, options, determinism, no host sync in the step.
+
+Fast tests use arm26 with three short synthesized clips (right-arm reaches and a wave) retargeted once per
+session; one slow test runs the bimanual model."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import mujoco
+import numpy as np
+import pytest
+import torch
+from torchrl.envs.utils import check_env_specs, step_mdp
+
+from mmimic.envs import ImitationTaskConfig, MuscleImitationEnv, MuscleImitationEnvConfig
+from mmimic.math import quat_mul
+from mmimic.motion.batch import retarget_dir
+from mmimic.motion.library import MotionLibrary
+from mmimic.motion.motion_file import load_motion
+from mmimic.motion.synth import write_synth
+
+PROPRIO = ["joint_pos", "joint_vel", "muscle_length", "muscle_velocity", "muscle_force", "muscle_activation",
+           "site_pos"]
+
+
+@pytest.fixture(scope="session")
+def arm26_motions(tmp_path_factory, arm26):
+    """reach seeds 0 and 1 and wave seed 2 move the right arm (the side is drawn per seed); 1.5 s each."""
+    src = tmp_path_factory.mktemp("im_amass")
+    write_synth(src, kinds=("reach",), count=2, duration=1.5)
+    write_synth(src, kinds=("wave",), count=1, seed=2, duration=1.5)
+    out = tmp_path_factory.mktemp("im_arm26")
+    summary = retarget_dir(src, "arm26", out, jobs=1, progress=False)
+    assert summary["aggregate"]["ok"] == 3
+    return out
+
+
+def _env(motions, num_envs=4, seed=0, **options):
+    return MuscleImitationEnv("arm26", motions=motions, num_envs=num_envs, seed=seed, **options)
+
+
+def _step(env, td, action):
+    return env.step(td.set("action", action))
+
+
+def _hold(env):
+    return torch.full((env.num_envs, env.sim.nu), env.hold_action)
+
+
+# ---------------------------------------------------------------------------------- specs
+def test_check_env_specs_and_parts(arm26_motions):
+    env = _env(arm26_motions, num_envs=3)
+    check_env_specs(env)
+    spec, K, S = env.observation_spec, env.cfg.task.lookahead_frames, 3
+    sizes = {k: spec[k].shape[-1] for k in PROPRIO + ["goal_sites", "goal_joints", "phase"]}
+    assert sizes == {"joint_pos": 2, "joint_vel": 2, "muscle_length": 6, "muscle_velocity": 6, "muscle_force": 6,
+                     "muscle_activation": 6, "site_pos": 3 * S, "goal_sites": K * 3 * S, "goal_joints": K * 2,
+                     "phase": 1}
+    assert spec["observation"].shape == (3, sum(sizes.values()))
+    for absent in ("root", "goal_root", "history", "critic_observation", "posture_error"):
+        assert absent not in spec.keys()
+    assert env.reward_term_names == ["joint_pos", "joint_vel", "site_pos", "site_rot", "site_vel", "effort",
+                                     "action_rate", "action_bound"]
+    assert env.tracking_error_names == ["joint_pos", "joint_vel", "site_rel", "site_abs", "site_rot"]
+    for key, names in (("reward_terms", env.reward_term_names), ("tracking_errors", env.tracking_error_names)):
+        assert set(spec[key].keys()) == set(names)
+        assert all(spec[key, k].shape == (3,) for k in names)
+    td = env.reset()
+    torch.testing.assert_close(td["observation"], torch.cat([td[k] for k in sizes], -1))
+
+
+def test_history_and_critic_options_change_the_specs(arm26_motions):
+    base = _env(arm26_motions, num_envs=2)
+    env = _env(arm26_motions, num_envs=2, history_steps=2, critic_obs=True, goal_joint_pos=False,
+               lookahead_frames=2)
+    check_env_specs(env)
+    P = sum(base.observation_spec[k].shape[-1] for k in PROPRIO)
+    spec = env.observation_spec
+    assert spec["history"].shape == (2, 2 * P)
+    assert "goal_joints" not in spec.keys() and spec["goal_sites"].shape == (2, 2 * 9)
+    obs_size = base.observation_spec["observation"].shape[-1] - 3 * 2 - 9 + 2 * P
+    assert spec["observation"].shape == (2, obs_size)
+    assert spec["critic_observation"].shape == (2, obs_size + env._privileged_size())
+    # history: the reset state repeated, then the previous steps' proprioception, newest first
+    td = env.reset()
+    proprio0 = torch.cat([td[k] for k in PROPRIO], -1)
+    torch.testing.assert_close(td["history"], proprio0.repeat(1, 2))
+    td1 = step_mdp(_step(env, td, _hold(env)))
+    proprio1 = torch.cat([td1[k] for k in PROPRIO], -1)
+    torch.testing.assert_close(td1["history"], torch.cat([proprio0, proprio0], -1))
+    td2 = step_mdp(_step(env, td1, _hold(env)))
+    torch.testing.assert_close(td2["history"], torch.cat([proprio1, proprio0], -1))
+    torch.testing.assert_close(td2["critic_observation"][:, :obs_size], td2["observation"])
+
+
+# ---------------------------------------------------------------------------------- resets
+def test_reset_puts_each_world_on_the_reference(arm26_motions):
+    env = _env(arm26_motions, num_envs=4, reset_activation=0.1)
+    td = env.reset()
+    ref = env.library.state(env.clip_id, env.ref_time)
+    assert torch.equal(env.sim.qpos, ref["qpos"]) and torch.equal(env.sim.qvel, ref["qvel"])
+    torch.testing.assert_close(env.sim.act, torch.full((4, 6), 0.1))
+    assert (env.ref_time >= 0).all() and (env.ref_time <= env.library.duration[env.clip_id] - 0.1 + 1e-6).all()
+    assert env.episode_step.tolist() == [0] * 4
+    # the state is the reference: every tracking error ~0, every tracking term ~1 (site positions are
+    # interpolated between frames in the library, so they agree to well under a millimetre)
+    errors = td["tracking_errors"]
+    for name in env.tracking_error_names:
+        assert errors[name].abs().max() < 1e-3, name
+    for name in ("joint_pos", "joint_vel", "site_pos", "site_rot", "site_vel"):
+        torch.testing.assert_close(td["reward_terms", name], torch.ones(4), atol=1e-3, rtol=0)
+    # the goal's first frame is the reference one control step ahead
+    nxt = env.library.state(env.clip_id, env.ref_time + env.dt)
+    anchor = env.sim.site_xpos[:, env.site_ids[env.anchor]]
+    torch.testing.assert_close(td["goal_sites"][:, :9], (nxt["site_pos"] - anchor[:, None]).flatten(1))
+    torch.testing.assert_close(td["phase"][:, 0], env.ref_time / env.library.duration[env.clip_id])
+
+
+def test_partial_reset_resets_only_selected_worlds(arm26_motions):
+    env = _env(arm26_motions, num_envs=4, seed=3, max_site_error=0.0)
+    td = env.reset()
+    for _ in range(3):
+        td = step_mdp(_step(env, td, env.action_spec.rand()))
+    keep = torch.tensor([False, True, False, True])
+    before = {"qpos": env.sim.qpos.clone(), "clip": env.clip_id.clone(), "time": env.ref_time.clone(),
+              "obs": td["observation"].clone()}
+    out = env.reset(td.clone().set("_reset", ~keep[:, None]))
+    assert env.episode_step.tolist() == [0, 3, 0, 3]
+    assert torch.equal(env.sim.qpos[keep], before["qpos"][keep])
+    assert torch.equal(env.clip_id[keep], before["clip"][keep]) and torch.equal(env.ref_time[keep], before["time"][keep])
+    torch.testing.assert_close(out["observation"][keep], before["obs"][keep])
+    ref = env.library.state(env.clip_id, env.ref_time)
+    assert torch.equal(env.sim.qpos[~keep], ref["qpos"][~keep])
+    assert not out["done"].any()
+
+
+def test_reference_time_advances_by_control_dt(arm26_motions):
+    env = _env(arm26_motions, num_envs=2, max_site_error=0.0)
+    td = env.reset()
+    t0 = env.ref_time.clone()
+    for k in range(1, 4):
+        td = step_mdp(_step(env, td, _hold(env)))
+        torch.testing.assert_close(env.ref_time, t0 + k * env.dt)
+    assert env.dt == pytest.approx(0.01)
+
+
+# ---------------------------------------------------------------------------------- episode ends
+def test_clip_end_truncates_and_counts_as_success(arm26_motions):
+    env = _env(arm26_motions, num_envs=3, max_site_error=0.0)
+    td = env.reset()
+    env.ref_time = env.library.duration[env.clip_id] - 2.5 * env.dt  # (the sim state is left where it is)
+    for k in range(1, 4):
+        res = _step(env, td, _hold(env))
+        out = res["next"]
+        assert not out["terminated"].any()
+        assert out["truncated"].all() == (k == 3) and torch.equal(out["done"], out["truncated"]), k
+        td = step_mdp(res)
+    assert env.clip_episodes.sum() == 3 and env.clip_failures.sum() == 0
+    torch.testing.assert_close(env.clip_episodes, torch.bincount(env.clip_id, minlength=3).float())
+
+
+def test_max_episode_steps_truncates(arm26_motions):
+    env = _env(arm26_motions, num_envs=2, max_episode_steps=2, max_site_error=0.0)
+    td = env.rollout(4, break_when_any_done=False)
+    assert td["next", "truncated"].squeeze(-1)[:, 1].all() and not td["next", "terminated"].any()
+
+
+def test_deviation_terminates_and_counts_as_failure(arm26_motions):
+    env = _env(arm26_motions, num_envs=3, max_site_error=1e-6)
+    td = env.reset()
+    clips = env.clip_id.clone()
+    out = _step(env, td, torch.ones(3, 6))["next"]
+    assert out["terminated"].all() and not out["truncated"].any() and out["done"].all()
+    torch.testing.assert_close(env.clip_failures, torch.bincount(clips, minlength=3).float())
+    torch.testing.assert_close(env.clip_episodes, env.clip_failures)
+    calm = _env(arm26_motions, num_envs=3)  # the default tolerance (0.3 m) survives a step from the reference
+    assert not _step(calm, calm.reset(), _hold(calm))["next", "terminated"].any()
+
+
+def test_unstable_world_terminates_with_zero_reward(arm26_motions):
+    env = _env(arm26_motions, num_envs=3, max_site_error=0.0)
+    td = env.reset()
+    env.sim.qvel[1, 0] = math.nan
+    out = _step(env, td, _hold(env))["next"]
+    assert out["terminated"].squeeze(-1).tolist() == [False, True, False]
+    assert out["reward"][1, 0] == 0 and torch.isfinite(out["observation"]).all()
+    for key in ("reward_terms", "tracking_errors"):
+        assert all(torch.isfinite(v).all() and v[1] == 0 for v in out[key].values())
+    assert env.clip_failures.sum() == 1
+
+
+# ---------------------------------------------------------------------------------- clip sampling
+def test_failure_weighted_sampling_prefers_failing_clips(arm26_motions):
+    env = _env(arm26_motions, num_envs=4, sampling="failure", failure_eps=0.05, failure_power=1.0)
+    torch.testing.assert_close(env.library.weights, torch.full((3,), 1 / 3))
+    env.clip_episodes.copy_(torch.tensor([10.0, 10.0, 0.0]))
+    env.clip_failures.copy_(torch.tensor([0.0, 9.0, 0.0]))
+    torch.testing.assert_close(env.clip_failure_rate(), torch.tensor([0.0, 0.9, 1.0]))  # unseen clips: 1
+    w = env.update_sampling_weights()
+    torch.testing.assert_close(w, torch.tensor([0.05, 0.95, 1.05]))
+    torch.testing.assert_close(env.library.weights, w / w.sum())
+    env.clip_episodes[2] = 10.0  # clip 2 played without failing: clip 1 is now the one to practise
+    env.update_sampling_weights()
+    counts = torch.zeros(3)
+    for _ in range(25):
+        env.reset()
+        counts += torch.bincount(env.clip_id, minlength=3)
+    assert counts[1] > 0.8 * counts.sum(), counts
+
+
+def test_weights_update_on_their_own_every_interval(arm26_motions):
+    env = _env(arm26_motions, num_envs=4, sampling="failure", weight_update_interval=3, max_site_error=0.0,
+               stats_decay=0.5)
+    env.clip_episodes.copy_(torch.tensor([4.0, 4.0, 4.0]))
+    env.clip_failures.copy_(torch.tensor([4.0, 0.0, 0.0]))
+    td = env.reset()
+    for _ in range(2):
+        td = step_mdp(_step(env, td, _hold(env)))
+    torch.testing.assert_close(env.library.weights, torch.full((3,), 1 / 3))
+    _step(env, td, _hold(env))  # the third step updates the weights, then halves the counts
+    expected = torch.tensor([1.05, 0.05, 0.05])
+    torch.testing.assert_close(env.library.weights, expected / expected.sum())
+    torch.testing.assert_close(env.clip_failures, torch.tensor([2.0, 0.0, 0.0]))
+
+
+# ---------------------------------------------------------------------------------- reward
+def test_reward_is_the_weighted_sum_of_its_terms(arm26_motions):
+    env = _env(arm26_motions, num_envs=3, max_site_error=0.0)
+    td = env.reset()
+    prev = env.prev_action.clone()
+    action = torch.tensor([[2.0, -3.0, 0.5, 0.0, 1.0, -1.0]] * 3)
+    out = _step(env, td, action)["next"]
+    terms, errors = out["reward_terms"], out["tracking_errors"]
+    assert set(terms.keys()) == set(env.reward_term_names) and set(errors.keys()) == set(env.tracking_error_names)
+    weights = env.reward_weights()
+    total = sum(weights[k] * terms[k] for k in env.reward_term_names)
+    torch.testing.assert_close(out["reward"].squeeze(-1), total)
+    for k in ("joint_pos", "joint_vel", "site_pos", "site_rot", "site_vel"):
+        assert ((terms[k] > 0) & (terms[k] <= 1)).all() and weights[k] > 0, k
+    for k in ("effort", "action_rate", "action_bound"):
+        assert (terms[k] >= 0).all() and weights[k] < 0, k
+    torch.testing.assert_close(terms["action_bound"], torch.full((3,), (1.0 + 4.0) / 6))
+    torch.testing.assert_close(terms["action_rate"], (action.clamp(-1, 1) - prev).square().mean(-1))
+    torch.testing.assert_close(terms["effort"], env.sim.act.square().mean(-1))
+    assert (errors["site_abs"] >= 0).all() and (errors["joint_pos"] > 0).all()  # the arm moved off the reference
+    torch.testing.assert_close(terms["joint_pos"], torch.exp(-5.0 * (env.sim.qpos - env.ref["qpos"]).square().mean(-1)))
+
+
+def test_refresh_kinematics_gives_the_sites_of_the_new_state(arm26_motions, arm26):
+    m = arm26.model
+    d = mujoco.MjData(m)
+    for refresh, expect_fresh in ((True, True), (False, False)):
+        env = _env(arm26_motions, num_envs=2, refresh_kinematics=refresh, max_site_error=0.0)
+        out = _step(env, env.reset(), torch.ones(2, 6))["next"]
+        d.qpos[:] = env.sim.qpos[0].double().numpy()
+        mujoco.mj_kinematics(m, d)
+        sites = d.site_xpos[env.site_ids.numpy()]
+        expected = torch.as_tensor((sites - sites[env.anchor]).reshape(-1), dtype=torch.float32)
+        fresh = torch.allclose(out["site_pos"][0], expected, atol=1e-5)
+        assert fresh == expect_fresh, refresh
+
+
+def test_rollout(arm26_motions):
+    env = _env(arm26_motions, num_envs=3)
+    td = env.rollout(20, break_when_any_done=False)
+    assert td.batch_size == torch.Size([3, 20])
+    obs = env.observation_spec["observation"].shape[-1]
+    assert td["next", "observation"].shape == (3, 20, obs)
+    assert td["next", "reward"].shape == (3, 20, 1) and torch.isfinite(td["next", "reward"]).all()
+    for name in env.reward_term_names:
+        assert td["next", "reward_terms", name].shape == (3, 20)
+    for name in env.tracking_error_names:
+        assert td["next", "tracking_errors", name].shape == (3, 20)
+    assert torch.isfinite(td["next", "observation"]).all()
+
+
+# ---------------------------------------------------------------------------------- construction, seeds
+def test_determinism_with_seed(arm26_motions):
+    a, b, c = (_env(arm26_motions, seed=s) for s in (7, 7, 8))
+    ra, rb, rc = a.reset(), b.reset(), c.reset()
+    assert torch.equal(a.clip_id, b.clip_id) and torch.equal(a.ref_time, b.ref_time)
+    assert torch.equal(ra["observation"], rb["observation"])
+    assert not torch.equal(a.ref_time, c.ref_time)
+    actions = torch.rand(5, 4, 6, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    for act in actions:
+        oa, ob = _step(a, ra, act.clone()), _step(b, rb, act.clone())
+        torch.testing.assert_close(oa["next", "observation"], ob["next", "observation"])
+        torch.testing.assert_close(oa["next", "reward"], ob["next", "reward"])
+        ra, rb = step_mdp(oa), step_mdp(ob)
+    a.set_seed(3)
+    a.reset()
+    first = (a.clip_id.clone(), a.ref_time.clone())
+    a.set_seed(3)
+    a.reset()
+    assert torch.equal(first[0], a.clip_id) and torch.equal(first[1], a.ref_time)
+
+
+def test_construction_from_config_list_file_or_library(arm26_motions, tmp_path):
+    cfg = MuscleImitationEnvConfig(model="arm26", num_envs=2, motions=str(arm26_motions),
+                                   task=ImitationTaskConfig(history_steps=1, random_start=False))
+    env = MuscleImitationEnv(cfg)
+    env.reset()
+    assert env.cfg.task.history_steps == 1 and (env.ref_time == 0).all() and env.library.num_clips == 3
+    listing = tmp_path / "train.txt"
+    listing.write_text("# two clips\n" + "\n".join(str(p) for p in sorted(arm26_motions.glob("reach_*.npz"))))
+    assert _env(listing, num_envs=2).library.num_clips == 2
+    single = _env(sorted(arm26_motions.glob("wave_*.npz"))[0], num_envs=2)
+    assert single.library.num_clips == 1
+    lib = MotionLibrary.from_dir(arm26_motions, embodiment="arm26")
+    assert _env(lib, num_envs=2).library is lib
+
+
+def test_bad_options_are_clear_errors(arm26_motions, tmp_path):
+    with pytest.raises(TypeError, match="MuscleImitationEnv got an unknown option 'no_such'.*history_steps"):
+        _env(arm26_motions, no_such=1)
+    with pytest.raises(ValueError, match="motions.*empty"):
+        MuscleImitationEnv("arm26", num_envs=2)
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        _env(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="sampling"):
+        _env(arm26_motions, sampling="greedy")
+    with pytest.raises(ValueError, match="reset_activation"):
+        _env(arm26_motions, reset_activation=1.5)
+    with pytest.raises(ValueError, match="lookahead_frames"):
+        _env(arm26_motions, lookahead_frames=0)
+    with pytest.raises(ValueError, match="mimic sites"):
+        _env(arm26_motions, mimic_sites=False)
+
+
+def test_step_and_reset_make_no_host_sync(arm26_motions, monkeypatch):
+    """The step and a partial reset never read a tensor back (no .item(), bool(), boolean-mask indexing)."""
+    env = _env(arm26_motions, num_envs=4, history_steps=2, critic_obs=True, sampling="failure")
+    td = env.reset()
+    td["action"] = env.action_spec.rand()
+    mask = torch.tensor([True, False, True, False])
+
+    def refuse(name):
+        def fn(*args, **kwargs):
+            raise AssertionError(f"host sync in the env: Tensor.{name}")
+        return fn
+
+    getitem = torch.Tensor.__getitem__
+
+    def no_bool_index(self, idx):
+        for i in idx if isinstance(idx, tuple) else (idx,):
+            assert not (isinstance(i, torch.Tensor) and i.dtype == torch.bool), "boolean-mask indexing in the env"
+        return getitem(self, idx)
+
+    for name in ("item", "__bool__", "tolist", "nonzero", "__float__", "__int__", "__index__"):
+        monkeypatch.setattr(torch.Tensor, name, refuse(name))
+    monkeypatch.setattr(torch.Tensor, "__getitem__", no_bool_index)
+    for _ in range(2):
+        env._step(td)
+    env._reset_worlds(mask)
+    env._observation()
+    monkeypatch.undo()
+
+
+# ---------------------------------------------------------------------------------- bimanual
+@pytest.mark.slow
+def test_bimanual_imitation_env(tmp_path_factory, bimanual):
+    src = tmp_path_factory.mktemp("im_bi_amass")
+    write_synth(src, kinds=("reach", "wave"), count=1, duration=1.0)
+    out = tmp_path_factory.mktemp("im_bi")
+    assert retarget_dir(src, "bimanual", out, jobs=1, progress=False)["aggregate"]["ok"] == 2
+    env = MuscleImitationEnv("bimanual", motions=out, num_envs=2, critic_obs=True)
+    check_env_specs(env)
+    td = env.reset()
+    assert torch.equal(env.sim.qpos, env.library.state(env.clip_id, env.ref_time)["qpos"])
+    assert td["tracking_errors", "site_rel"].max() < 1e-3 and env.num_sites == 7
+    assert td["goal_sites"].shape == (2, 3 * 7 * 3) and td["goal_joints"].shape == (2, 3 * 76)
+    roll = env.rollout(5, break_when_any_done=False)
+    assert torch.isfinite(roll["next", "reward"]).all()
+    assert (roll["next", "tracking_errors", "site_rel"][:, -1] > 0).all()
+
+
+# ---------------------------------------------------------------------------------- myofullbody (free root)
+def _turned_clip(clip, yaw: float):
+    """The same motion turned by ``yaw`` about the world vertical (root pose, root velocity, sites)."""
+    c, s = math.cos(yaw), math.sin(yaw)
+    R = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]], dtype=np.float32)
+    qz = np.array([math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2)], dtype=np.float32)
+    qpos, qvel = clip.qpos.copy(), clip.qvel.copy()
+    qpos[:, :3] = qpos[:, :3] @ R.T
+    qpos[:, 3:7] = quat_mul(torch.from_numpy(qz).expand(len(qpos), 4), torch.from_numpy(qpos[:, 3:7])).numpy()
+    qvel[:, :3] = qvel[:, :3] @ R.T  # free joint: world-frame linear velocity, local angular velocity
+    site_quat = quat_mul(torch.from_numpy(qz).expand(clip.site_quat.shape), torch.from_numpy(clip.site_quat))
+    return dataclasses.replace(clip, qpos=qpos, qvel=qvel, site_pos=clip.site_pos @ R.T,
+                               site_quat=site_quat.numpy(), name=f"{clip.name}_turned")
+
+
+@pytest.mark.slow
+def test_myofullbody_free_root_goal_is_in_the_heading_frame(tmp_path_factory, myofullbody):
+    src = tmp_path_factory.mktemp("im_full_amass")
+    write_synth(src, kinds=("walk",), count=1, duration=1.0)
+    out = tmp_path_factory.mktemp("im_full")
+    assert retarget_dir(src, "myofullbody", out, jobs=1, progress=False)["aggregate"]["ok"] == 1
+    walk = load_motion(out / "walk_0.npz")
+    lib = MotionLibrary([walk, _turned_clip(walk, 1.1)], embodiment="myofullbody")
+    env = MuscleImitationEnv("myofullbody", motions=lib, num_envs=2, critic_obs=True)
+    check_env_specs(env)
+    assert env.observation_spec["goal_root"].shape == (2, 3 * 15)
+    assert "root_pos" in env.reward_term_names and "root_rot" in env.tracking_error_names
+    env.reset()
+    # both worlds at the same time of the walk, one of them turned by 1.1 rad: the goal reads the same
+    env.clip_id = torch.tensor([0, 1])
+    env.ref_time = torch.full((2,), 0.4)
+    env._update_reference()
+    env.sim.reset(torch.ones(2, dtype=torch.bool), qpos=env.ref["qpos"], qvel=env.ref["qvel"])
+    env.prev_site_pos = env.sim.site_xpos[:, env.site_ids].clone()
+    env.prev_ref_site_pos = env.ref["site_pos"]
+    obs = env._observation()
+    for key in ("goal_sites", "goal_root", "site_pos", "goal_joints", "phase"):
+        torch.testing.assert_close(obs[key][0], obs[key][1], atol=2e-4, rtol=0, msg=key)
+    terms, errors = env._terms_and_errors(None)
+    for name in env.tracking_error_names:
+        assert errors[name].abs().max() < 1e-3, name
+    # leaving the reference's root position ends the episode
+    env2 = MuscleImitationEnv("myofullbody", motions=lib, num_envs=2, max_root_pos_error=1e-6, max_site_error=0.0)
+    res = _step(env2, env2.reset(), _hold(env2))["next"]
+    assert res["terminated"].all() and (res["tracking_errors", "root_pos"] > 1e-6).all()
