@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from mmimic.config import load_config, to_yaml
 from mmimic.envs import MuscleEnv, MuscleEnvConfig
 
 
@@ -33,16 +33,7 @@ class PostureRunConfig:
 
 def load_run_config(path: str | None, overrides: list[str]) -> PostureRunConfig:
     """Defaults, then the YAML file, then ``key=value`` overrides (dotted keys, e.g. env.num_envs=64)."""
-    cfg = OmegaConf.structured(PostureRunConfig)
-    if path:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"{path}: no such experiment config")
-        cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
-    bad = [o for o in overrides if "=" not in o]
-    if bad:
-        raise ValueError(f"overrides must be key=value, got {bad}")
-    cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides))
-    return OmegaConf.to_object(cfg)
+    return load_config(PostureRunConfig, path, overrides)
 
 
 def run_posture_demo(cfg: PostureRunConfig) -> dict:
@@ -51,7 +42,7 @@ def run_posture_demo(cfg: PostureRunConfig) -> dict:
     model, num_envs, device, steps, log_every = cfg.env.model, cfg.env.num_envs, cfg.env.device, cfg.steps, cfg.log_every
     run_dir = Path(cfg.out_dir) / f"posture-{model}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+    (run_dir / "config.yaml").write_text(to_yaml(cfg))
     writer = SummaryWriter(str(run_dir))
     td = env.reset()
     dev = env.device

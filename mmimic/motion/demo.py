@@ -1,0 +1,32 @@
+"""The bundled demo motions: synthesized AMASS-format clips, retargeted once per model at first use.
+
+Nothing is shipped or downloaded: ``ensure_demo_library`` writes the clips with ``synth`` and
+retargets them into ``DATA/motions/<model>`` (resumable, so a second call costs nothing).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mmimic.motion.batch import retarget_dir
+from mmimic.motion.synth import KINDS, write_synth
+
+# The planar arm can only follow motion in its plane: reaching, not waving or walking.
+DEMO_KINDS = {"arm26": ("reach",)}
+DEMO_COUNT = 3
+
+
+def ensure_demo_library(model: str, data_dir: str | Path = "data", jobs: int = 2, log=print) -> Path:
+    """Return ``DATA/motions/<model>``, synthesizing and retargeting the demo clips if missing."""
+    kinds = DEMO_KINDS.get(model, KINDS)
+    synth_dir = Path(data_dir) / "synth" / "-".join(kinds) if model in DEMO_KINDS else Path(data_dir) / "synth" / "all"
+    out = Path(data_dir) / "motions" / model
+    if not any(synth_dir.glob("*.npz")):
+        log(f"demo motions: synthesizing {', '.join(kinds)} x {DEMO_COUNT} into {synth_dir}")
+        write_synth(synth_dir, kinds=kinds, count=DEMO_COUNT)
+    if len(list(out.glob("*.npz"))) < len(list(synth_dir.glob("*.npz"))):
+        log(f"demo motions: retargeting onto {model} into {out} (once)")
+        summary = retarget_dir(synth_dir, model, out, jobs=jobs)
+        if summary["aggregate"]["errors"]:
+            raise RuntimeError(f"demo motions: {summary['aggregate']['errors']} clip(s) failed; see {out}/summary.json")
+    return out
