@@ -6,8 +6,8 @@ One iteration, in order (every step visible, CleanRL-style):
    vs reference-motion transitions; error: tracking-error vectors vs zero), then rewrite the reward
    as ``w_task * tracking + w_adv * discriminator + penalties``;
 3. PPO update (GAE that bootstraps truncated steps, clipped surrogate, value loss, epochs x
-   minibatches); then the observation normalizers take in the rollout (after the update, so the
-   stored log-probs and the update see the same normalization);
+   minibatches); it then feeds the rollout to the observation normalizers (after the update, so
+   the stored log-probs and the update see the same normalization);
 4. log to TensorBoard and the progress line; checkpoint every ``checkpoint_every`` iterations.
 
 Run folder: ``config.yaml`` (resolved), TensorBoard events, ``checkpoints/ckpt_<it>.pt`` (atomic,
@@ -172,8 +172,7 @@ class Trainer:
         self.stats.update(rollout)
         t_collect = time.perf_counter() - t0
         adv_stats = self._adversarial(rollout) if self.adv is not None else {}
-        ppo_stats = agent.update(rollout)
-        agent.update_normalizers(rollout.select(*agent.obs_keys))
+        ppo_stats = agent.update(rollout)  # also feeds the rollout to the observation normalizers, after the update
         t_total = time.perf_counter() - t0
         n = env.num_envs * cfg.ppo.rollout_steps
         self.iteration += 1
