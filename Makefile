@@ -13,7 +13,7 @@ RUN_FLAGS = $(if $(MODEL),--model $(MODEL)) $(if $(DEVICE),--device $(DEVICE)) \
             $(if $(ENVS),--num-envs $(ENVS)) $(if $(STEPS),--steps $(STEPS))
 
 .DEFAULT_GOAL := help
-.PHONY: help install test train bench motions tensorboard clean
+.PHONY: help install test train train-bimanual train-fullbody train-smoke finetune posture bench motions tensorboard clean
 
 help: ## list the targets
 	@echo "mmimic make targets (variables: DEVICE=auto|cpu|cuda|cuda:K, MODEL=arm26|bimanual|myofullbody):"
@@ -29,10 +29,28 @@ $(VENV)/.installed: pyproject.toml setup.cfg | $(BIN)/python
 
 install: $(VENV)/.installed ## create .venv and install mmimic with its dependencies (~2 min, once)
 
-test: install ## run the test suite on CPU (~10 min; the first run compiles warp kernels)
+test: install ## run the test suite on CPU (~5 min; the first run on a machine also compiles warp kernels)
 	$(BIN)/python -m pytest
 
-train: install ## experiments/posture.yaml: posture task, random policy, TensorBoard in runs/ (no learning yet)
+# Training: experiments/<name>.yaml plus ARGS="key=value ..." overrides; DEVICE picks the device.
+train_cmd = $(BIN)/mmimic train --config experiments/$(1).yaml $(if $(DEVICE),--device $(DEVICE)) out_dir=$(RUNS) $(ARGS)
+
+train: install ## the bimanual generalist on the demo motions (experiments/bimanual.yaml; cuda if present)
+	$(call train_cmd,bimanual)
+
+train-bimanual: train ## same as make train
+
+train-fullbody: install ## the 416-muscle full body (experiments/fullbody.yaml; GPU recommended)
+	$(call train_cmd,fullbody)
+
+train-smoke: install ## the small arm tracks synthesized reaches on CPU in a few minutes (experiments/smoke.yaml)
+	$(call train_cmd,smoke)
+
+finetune: install ## fine-tune CKPT (run dir or .pt) on MOTIONS (dir of retargeted clips): experiments/finetune.yaml
+	@test -n "$(CKPT)" -a -n "$(MOTIONS)" || { echo "usage: make finetune CKPT=runs/RUN MOTIONS=data/motions/MODEL"; exit 2; }
+	$(call train_cmd,finetune) init_from=$(CKPT) env.motions=$(MOTIONS)
+
+posture: install ## MuscleEnv's posture task with a random policy (experiments/posture.yaml)
 	$(BIN)/mmimic posture --config experiments/posture.yaml --out $(RUNS) $(RUN_FLAGS)
 
 bench: MODEL ?= bimanual

@@ -174,6 +174,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise SystemExit(f"mmimic train: bad configuration: {exc}") from None
     cfg.env.device = _device(args.device or cfg.env.device)
     _model(cfg.env.model)
+    if cfg.env.device == "cpu" and cfg.env.num_envs > 256:
+        print(f"note: {cfg.env.num_envs} envs on CPU will be slow (mujoco_warp on CPU runs ~100s of steps/s); "
+              "for a CPU try add env.num_envs=64, or use a GPU", flush=True)
     try:
         trainer = Trainer(cfg)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:

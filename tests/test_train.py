@@ -1,0 +1,116 @@
+"""The training program: run folder, TensorBoard tags, checkpoints, resume, fine-tune, adversarial modes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from mmimic.cli import main
+from mmimic.config import load_config
+from mmimic.motion.demo import ensure_demo_library
+from mmimic.rl.checkpoint import list_checkpoints, load_checkpoint
+from mmimic.rl.trainer import Trainer, TrainConfig
+
+
+@pytest.fixture(scope="module")
+def arm_motions(tmp_path_factory):
+    return ensure_demo_library("arm26", tmp_path_factory.mktemp("data"), log=lambda *_: None)
+
+
+def small_config(motions, out_dir, *overrides) -> TrainConfig:
+    return load_config(TrainConfig, "experiments/smoke.yaml", [
+        f"env.motions={motions}", f"out_dir={out_dir}", "env.device=cpu", "env.num_envs=8",
+        "ppo.rollout_steps=8", "ppo.minibatches=2", "ppo.epochs=2", "iterations=3", "checkpoint_every=2",
+        "keep_checkpoints=2", "log_every=1", "env.task.max_episode_steps=10", *overrides])
+
+
+def scalars(run_dir) -> dict:
+    acc = EventAccumulator(str(run_dir))
+    acc.Reload()
+    return {tag: [e.value for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def test_demo_library_is_made_once(arm_motions):
+    clips = sorted(arm_motions.glob("*.npz"))
+    assert len(clips) == 3 and (arm_motions / "summary.json").is_file()
+    mtimes = [p.stat().st_mtime_ns for p in clips]
+    assert ensure_demo_library("arm26", arm_motions.parent.parent, log=lambda *_: None) == arm_motions
+    assert [p.stat().st_mtime_ns for p in clips] == mtimes
+
+
+def test_run_writes_config_events_checkpoints(arm_motions, tmp_path):
+    lines = []
+    trainer = Trainer(small_config(arm_motions, tmp_path), log=lines.append)
+    last = trainer.train()
+    run = trainer.run_dir
+    assert (run / "config.yaml").read_text().count("num_envs: 8") == 1
+    assert [p.name for p in list_checkpoints(run)] == ["ckpt_00000002.pt", "ckpt_00000003.pt"]  # last 2 kept
+    tags = scalars(run)
+    for tag in ("reward/mean", "reward_terms/site_pos", "reward_terms/effort", "tracking_errors/site_rel",
+                "tracking_errors/joint_pos", "episode/episode_length", "episode/terminated_fraction",
+                "speed/env_steps_per_s", "speed/train_steps_per_s", "ppo/policy_loss", "ppo/value_loss",
+                "ppo/approx_kl", "ppo/entropy", "ppo/action_std", "ppo/lr", "muscle/mean_activation"):
+        assert tag in tags, tag
+    assert len(tags["reward/mean"]) == 3
+    assert any(line.startswith("it 3/3") and "sps" in line and "eta" in line for line in lines)
+    assert 0 < last["speed/train_steps_per_s"] <= last["speed/env_steps_per_s"] * 1.5
+
+
+def test_resume_continues_counters_weights_and_rng(arm_motions, tmp_path):
+    first = Trainer(small_config(arm_motions, tmp_path, "iterations=2"), log=lambda *_: None)
+    first.train()
+    state, _ = load_checkpoint(first.run_dir)
+    assert state["iteration"] == 2 and state["env_steps"] == 2 * 8 * 8
+    resumed = Trainer(small_config(arm_motions, tmp_path, "iterations=4", f"resume={first.run_dir}"),
+                      log=lambda *_: None)
+    assert resumed.run_dir == first.run_dir and resumed.iteration == 2
+    for key, value in first.agent.state_dict().items():
+        torch.testing.assert_close(resumed.agent.state_dict()[key], value)
+    assert resumed.agent.num_updates == first.agent.num_updates
+    torch.testing.assert_close(resumed.env.rng.get_state(), first.env.rng.get_state())
+    resumed.train()
+    assert resumed.iteration == 4 and load_checkpoint(first.run_dir)[0]["env_steps"] == 4 * 8 * 8
+
+
+def test_finetune_takes_weights_and_resets_std(arm_motions, tmp_path):
+    base = Trainer(small_config(arm_motions, tmp_path, "iterations=1"), log=lambda *_: None)
+    base.train()
+    tuned = Trainer(small_config(arm_motions, tmp_path, "iterations=1", f"init_from={base.run_dir}",
+                                 "reset_log_std=-2.0", "name=ft"), log=lambda *_: None)
+    assert tuned.run_dir != base.run_dir and tuned.iteration == 0
+    torch.testing.assert_close(tuned.agent.actor_normalizer.mean, base.agent.actor_normalizer.mean)
+    assert torch.allclose(tuned.agent.actor.log_std, torch.full_like(tuned.agent.actor.log_std, -2.0))
+
+
+def test_finetune_from_an_incompatible_checkpoint_is_a_clear_error(arm_motions, tmp_path):
+    base = Trainer(small_config(arm_motions, tmp_path, "iterations=1"), log=lambda *_: None)
+    base.train()
+    with pytest.raises(RuntimeError, match="do not fit"):
+        Trainer(small_config(arm_motions, tmp_path, f"init_from={base.run_dir}", "env.task.lookahead_frames=5"),
+                log=lambda *_: None)
+
+
+@pytest.mark.parametrize("mode", ["amp", "error"])
+def test_adversarial_modes_log_discriminator_stats(arm_motions, tmp_path, mode):
+    cfg = small_config(arm_motions, tmp_path, f"adversarial.mode={mode}", "adversarial.minibatch_size=64",
+                       "adversarial.hidden=[64,64]", "iterations=2")
+    trainer = Trainer(cfg, log=lambda *_: None)
+    last = trainer.train()
+    for key in ("adversarial/loss", "adversarial/accuracy_real", "adversarial/logits_fake", "adversarial/reward"):
+        assert key in last and last[key] == last[key], key  # present and not NaN
+    assert 0.0 <= last["adversarial/reward"] <= 1.0
+    assert "adversarial/loss" in scalars(trainer.run_dir)
+    assert load_checkpoint(trainer.run_dir)[0]["adversarial"] is not None
+
+
+def test_cli_train_and_bad_config(arm_motions, tmp_path, capsys):
+    assert main(["train", "--config", "experiments/smoke.yaml", "--device", "cpu", f"env.motions={arm_motions}",
+                 f"out_dir={tmp_path}", "env.num_envs=4", "ppo.rollout_steps=4", "ppo.minibatches=1",
+                 "iterations=1"]) == 0
+    out = capsys.readouterr().out
+    assert "done: 1 iterations" in out and "TensorBoard" in out
+    with pytest.raises(SystemExit, match="bad configuration"):
+        main(["train", "--config", "experiments/smoke.yaml", "ppo.no_such_option=1"])
+    with pytest.raises(SystemExit, match="no such file"):
+        main(["train", "--config", "experiments/smoke.yaml", "--device", "cpu", "env.motions=/nonexistent"])
