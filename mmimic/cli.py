@@ -222,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
         "posture", help="run the posture-holding task with a random policy, log to TensorBoard",
         description="Rolls MuscleEnv's posture task (hold a target posture; reward exp(-k*error^2) minus effort; "
                     "ends on posture loss or a fall) with random muscle excitations and writes TensorBoard "
-                    "events under OUT/posture-MODEL-TIME/. What `make train` runs until imitation training lands.",
+                    "events under OUT/posture-MODEL-TIME/ (`make posture`): a baseline a trained posture policy must beat.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="config overrides, e.g. env.task.target_range=0.2 env.embodiment.timestep=0.002")
