@@ -1,0 +1,59 @@
+"""Proof that it learns (slow, run by CI): train-smoke on CPU tracks synthesized reaches.
+
+The measured curve this guards (150 iterations, 64 envs, ~3.7 min on 2 cores): relative site
+error 0.054 -> 0.0055 m, joint error 0.22 -> 0.02 rad, episode length 72 -> 197, early
+terminations 0.56 -> 0. The assertions ask for less than that (halving, a clear rise).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mmimic.config import load_config
+from mmimic.motion.demo import ensure_demo_library
+from mmimic.rl.trainer import Trainer, TrainConfig
+
+
+def _train(tmp_path, *overrides) -> list[dict]:
+    motions = ensure_demo_library("arm26", tmp_path / "data", log=lambda *_: None)
+    torch.manual_seed(0)
+    cfg = load_config(TrainConfig, "experiments/smoke.yaml", [
+        f"env.motions={motions}", f"out_dir={tmp_path / 'runs'}", "env.device=cpu", *overrides])
+    trainer = Trainer(cfg, log=lambda *_: None)
+    trainer._td = trainer.env.reset()
+    return [trainer.train_iteration() for _ in range(cfg.iterations)]
+
+
+def _mean(history: list[dict], key: str, part: slice) -> float:
+    values = [h[key] for h in history[part] if h.get(key) == h.get(key)]  # skip NaN (no episode ended)
+    return sum(values) / len(values)
+
+
+def _assert_learned(history: list[dict]) -> None:
+    first, last = slice(0, 10), slice(-10, None)
+    for key in ("tracking_errors/site_rel", "tracking_errors/joint_pos"):
+        assert _mean(history, key, last) <= 0.5 * _mean(history, key, first), key
+    assert _mean(history, "episode/episode_length", last) >= 1.5 * _mean(history, "episode/episode_length", first)
+    assert _mean(history, "episode/terminated_fraction", last) < _mean(history, "episode/terminated_fraction", first)
+
+
+@pytest.mark.slow
+def test_smoke_training_learns_to_track(tmp_path):
+    _assert_learned(_train(tmp_path))
+
+
+@pytest.mark.slow
+def test_smoke_training_with_amp_learns_and_discriminator_is_alive(tmp_path):
+    history = _train(tmp_path, "adversarial.mode=amp", "adversarial.hidden=[128,128]",
+                     "adversarial.minibatch_size=1024")
+    _assert_learned(history)
+    acc_fake = [h["adversarial/accuracy_fake"] for h in history[-20:]]
+    logits_real = [h["adversarial/logits_real"] for h in history[-20:]]
+    logits_fake = [h["adversarial/logits_fake"] for h in history[-20:]]
+    rewards = [h["adversarial/reward"] for h in history[-20:]]
+    # neither saturated (perfect separation, reward ~0) nor constant (no signal)
+    assert 0.05 < sum(rewards) / len(rewards) < 0.95
+    assert sum(acc_fake) / len(acc_fake) < 0.99
+    assert sum(logits_real) / len(logits_real) > sum(logits_fake) / len(logits_fake)
+    assert max(rewards) - min(rewards) > 1e-4
