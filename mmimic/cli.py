@@ -46,10 +46,32 @@ def _quiet_warp(verbose: bool) -> None:
     wp.config.log_level = wp.LOG_INFO if verbose else wp.LOG_WARNING
 
 
+def cmd_bench_train(args: argparse.Namespace) -> int:
+    from mmimic.bench import format_train_table, run_train_bench, write_json
+
+    sweep = args.num_envs or ([4096] if args.device.startswith("cuda") else [64])
+    iterations = args.steps or (20 if args.device.startswith("cuda") else 3)
+    warmup = args.warmup if args.warmup is not None else 1
+    print(f"mmimic bench --train: {args.model} on {args.device}, envs {sweep}, {iterations} timed iterations "
+          f"after {warmup} warm-up (demo motions are made at first use)", flush=True)
+    result = run_train_bench(args.model, args.device, sweep, iterations, warmup, command=args.command_line,
+                             progress=lambda msg: print(f"  ... {msg}", flush=True))
+    print(format_train_table(result))
+    if args.out != "-":
+        out = Path(args.out) if args.out else Path("benchmarks/results") / (
+            f"bench-train-{args.model}-{args.device.replace(':', '')}.json")
+        write_json(result, out)
+        print(f"wrote {out}")
+    print(f"train/env: {min(r['train_over_env'] for r in result['rows']):.3f} (goal >= 0.8)")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from mmimic.bench import format_table, run_bench, write_json
 
     _quiet_warp(args.verbose)
+    if args.train:
+        return cmd_bench_train(args)
     sweep = args.num_envs or ([1024, 4096, 8192] if args.device.startswith("cuda") else [4, 16])
     steps = args.steps or (200 if args.device.startswith("cuda") else 10)
     warmup = args.warmup if args.warmup is not None else (20 if args.device.startswith("cuda") else 2)
@@ -213,6 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--steps", type=int, default=None, help="timed control steps per point (default 200 CUDA, 10 CPU)")
     b.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 20 CUDA, 2 CPU)")
     b.add_argument("--no-fingers", action="store_true", help="drop finger joints and muscles (64 / 354 muscles)")
+    b.add_argument("--train", action="store_true",
+                   help="instead: training-loop steps/s (collect + PPO update) vs env-only steps/s of the imitation "
+                        "env on the demo motions; --steps counts PPO iterations (default 20 CUDA, 3 CPU), "
+                        "--num-envs defaults to 4096 CUDA, 64 CPU")
     b.add_argument("--out", default=None,
                    help="JSON path ('-' for none; default benchmarks/results/bench-MODEL-DEVICE.json)")
     b.add_argument("-v", "--verbose", action="store_true", help="show warp's kernel compilation messages")

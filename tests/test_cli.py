@@ -64,3 +64,14 @@ def test_posture_run_logs_tensorboard(tmp_path, capsys):
 def test_posture_rejects_bad_override(tmp_path):
     with pytest.raises(SystemExit, match="bad configuration"):
         main(["posture", "--out", str(tmp_path), "env.no_such_key=1"])
+
+
+def test_bench_train_compares_training_loop_with_env(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # demo motions are made under ./data
+    out = tmp_path / "train.json"
+    assert main(["bench", "--train", "--model", "arm26", "--device", "cpu", "--num-envs", "8", "--steps", "1",
+                 "--warmup", "0", "--out", str(out)]) == 0
+    assert "train/env" in capsys.readouterr().out
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["num_envs"] == 8 and row["env_steps_per_s"] > 0 and row["train_steps_per_s"] > 0
+    assert row["train_over_env"] == pytest.approx(row["train_steps_per_s"] / row["env_steps_per_s"])

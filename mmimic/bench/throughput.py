@@ -166,3 +166,56 @@ def write_json(result: dict, path: Path) -> Path:
     tmp.write_text(json.dumps(result, indent=2) + "\n")
     tmp.replace(path)
     return path
+
+
+def run_train_bench(model: str, device: str, num_envs_list: list[int], iterations: int, warmup: int,
+                    motions: str = "", data_dir: str = "data", command: str = "", progress=None) -> dict:
+    """Training-loop steps/s (collect + discriminator-free PPO update) against env-only steps/s
+    (``MuscleImitationEnv.step_and_maybe_reset`` with random actions), same env, same run."""
+    from mmimic.config import load_config
+    from mmimic.rl.trainer import Trainer, TrainConfig
+
+    dev = torch.device(device)
+    rows = []
+    for n in num_envs_list:
+        if progress:
+            progress(f"{model} on {device}: {n} envs, imitation env and training loop")
+        overrides = [f"env.model={model}", f"env.num_envs={n}", f"env.device={device}", f"demo_data_dir={data_dir}"]
+        cfg = load_config(TrainConfig, None, overrides + ([f"env.motions={motions}"] if motions else []))
+        trainer = Trainer(cfg, run_dir=Path("/tmp") / f"mmimic-bench-train-{model}-{n}", log=lambda *_: None)
+        env = trainer.env
+        td = env.reset()
+        bank = [env.action_spec.rand() for _ in range(8)]
+        steps = iterations * cfg.ppo.rollout_steps
+        for i in range(warmup * cfg.ppo.rollout_steps + steps):
+            if i == warmup * cfg.ppo.rollout_steps:
+                _sync(dev)
+                t0 = time.perf_counter()
+            td["action"] = bank[i % len(bank)]
+            _, td = env.step_and_maybe_reset(td)
+        _sync(dev)
+        env_sps = n * steps / (time.perf_counter() - t0)
+        trainer._td = env.reset()
+        for _ in range(warmup):
+            trainer.train_iteration()
+        _sync(dev)
+        t0 = time.perf_counter()
+        for _ in range(iterations):
+            trainer.train_iteration()
+        _sync(dev)
+        train_sps = n * steps / (time.perf_counter() - t0)
+        trainer.writer.close()
+        rows.append({"num_envs": n, "env_steps_per_s": env_sps, "train_steps_per_s": train_sps,
+                     "train_over_env": train_sps / env_sps, "rollout_steps": cfg.ppo.rollout_steps})
+    return {"kind": "train", "model": model, "iterations": iterations, "warmup": warmup,
+            "device": describe_device(dev), "versions": versions(), "command": command or " ".join(sys.argv),
+            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "rows": rows}
+
+
+def format_train_table(result: dict) -> str:
+    lines = [f"{result['model']} training loop vs env on {result['device']}",
+             f"{'envs':>8} {'env steps/s':>12} {'train steps/s':>14} {'train/env':>10}"]
+    for r in result["rows"]:
+        lines.append(f"{r['num_envs']:>8} {r['env_steps_per_s']:>12,.0f} {r['train_steps_per_s']:>14,.0f} "
+                     f"{r['train_over_env']:>10.3f}")
+    return "\n".join(lines)
