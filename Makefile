@@ -29,7 +29,7 @@ $(VENV)/.installed: pyproject.toml setup.cfg | $(BIN)/python
 
 install: $(VENV)/.installed ## create .venv and install mmimic with its dependencies (~2 min, once)
 
-test: install ## run the test suite on CPU (~5 min; the first run on a machine also compiles warp kernels)
+test: install ## run the test suite on CPU (~8 min; the first run on a machine also compiles warp kernels)
 	$(BIN)/python -m pytest
 
 # Training: experiments/<name>.yaml plus ARGS="key=value ..." overrides; DEVICE picks the device.
