@@ -46,8 +46,19 @@ def _quiet_warp(verbose: bool) -> None:
     wp.config.log_level = wp.LOG_INFO if verbose else wp.LOG_WARNING
 
 
+def _write_result(args: argparse.Namespace, result: dict, stem: str) -> None:
+    """--out PATH, '-' for none, default benchmarks/results/<stem>-<device>.json."""
+    from mmimic.bench import write_json
+
+    if args.out == "-":
+        return
+    out = Path(args.out) if args.out else Path("benchmarks/results") / f"{stem}-{args.device.replace(':', '')}.json"
+    write_json(result, out)
+    print(f"wrote {out}")
+
+
 def cmd_bench_train(args: argparse.Namespace) -> int:
-    from mmimic.bench import format_train_table, run_train_bench, write_json
+    from mmimic.bench import format_train_table, run_train_bench
 
     sweep = args.num_envs or ([4096] if args.device.startswith("cuda") else [64])
     iterations = args.steps or (20 if args.device.startswith("cuda") else 3)
@@ -57,17 +68,13 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     result = run_train_bench(args.model, args.device, sweep, iterations, warmup, command=args.command_line,
                              progress=lambda msg: print(f"  ... {msg}", flush=True))
     print(format_train_table(result))
-    if args.out != "-":
-        out = Path(args.out) if args.out else Path("benchmarks/results") / (
-            f"bench-train-{args.model}-{args.device.replace(':', '')}.json")
-        write_json(result, out)
-        print(f"wrote {out}")
+    _write_result(args, result, f"bench-train-{args.model}")
     print(f"train/env: {min(r['train_over_env'] for r in result['rows']):.3f} (goal >= 0.8)")
     return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from mmimic.bench import format_table, run_bench, write_json
+    from mmimic.bench import format_table, run_bench
 
     _quiet_warp(args.verbose)
     if args.train:
@@ -81,11 +88,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     result = run_bench(args.model, args.device, sweep, steps, warmup, options, command=args.command_line,
                        progress=lambda msg: print(f"  ... {msg}", flush=True))
     print(format_table(result))
-    if args.out != "-":
-        out = Path(args.out) if args.out else Path("benchmarks/results") / (
-            f"bench-{args.model}{'-nofingers' if args.no_fingers else ''}-{args.device.replace(':', '')}.json")
-        write_json(result, out)
-        print(f"wrote {out}")
+    _write_result(args, result, f"bench-{args.model}{'-nofingers' if args.no_fingers else ''}")
     if args.device.startswith("cuda") and max(sweep) >= 4096:
         worst = min(r["env_over_raw"] for r in result["rows"] if r["num_envs"] >= 4096)
         print(f"env/raw at >= 4096 worlds: {worst:.3f} (goal >= 0.9)")
