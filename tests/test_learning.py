@@ -21,7 +21,6 @@ def _train(tmp_path, *overrides) -> list[dict]:
     cfg = load_config(TrainConfig, "experiments/smoke.yaml", [
         f"env.motions={motions}", f"out_dir={tmp_path / 'runs'}", "env.device=cpu", *overrides])
     trainer = Trainer(cfg, log=lambda *_: None)
-    trainer._td = trainer.env.reset()
     return [trainer.train_iteration() for _ in range(cfg.iterations)]
 
 

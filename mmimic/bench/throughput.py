@@ -195,7 +195,7 @@ def run_train_bench(model: str, device: str, num_envs_list: list[int], iteration
             _, td = env.step_and_maybe_reset(td)
         _sync(dev)
         env_sps = n * steps / (time.perf_counter() - t0)
-        trainer._td = env.reset()
+        trainer.td = env.reset()  # the env-only loop moved it on
         for _ in range(warmup):
             trainer.train_iteration()
         _sync(dev)

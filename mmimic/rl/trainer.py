@@ -65,6 +65,7 @@ class Trainer:
 
             cfg.env.motions = str(ensure_demo_library(cfg.env.model, cfg.demo_data_dir, log=log))
         self.env = MuscleImitationEnv(cfg.env)
+        self.td = self.env.reset()  # the env's current TensorDict, carried from rollout to rollout
         env, dev = self.env, self.env.device
         obs_spec = env.observation_spec
         critic_dim = obs_spec[cfg.ppo.critic_obs_key].shape[-1]
@@ -81,8 +82,7 @@ class Trainer:
         self.tracking_terms = [k for k, w in weights.items() if w > 0]
         self.penalty_terms = [k for k, w in weights.items() if w <= 0]
         if cfg.resume:
-            self._resume(cfg.resume)
-            self.run_dir = Path(run_dir or self._resumed_dir)
+            self.run_dir = Path(run_dir or self._resume(cfg.resume))
         else:
             if cfg.init_from:
                 self._init_from(cfg.init_from)
@@ -111,7 +111,8 @@ class Trainer:
             raise RuntimeError(f"{path}: the checkpoint's networks do not fit this env/config "
                                f"(model, observation options or network sizes differ): {exc}") from None
 
-    def _resume(self, where: str) -> None:
+    def _resume(self, where: str) -> Path:
+        """Restore everything from a checkpoint; returns its run folder."""
         state, path = load_checkpoint(where, self.env.device)
         self._load_agent(state, path)
         self.agent.optimizer.load_state_dict(state["optimizer"])
@@ -127,8 +128,8 @@ class Trainer:
         if stats["episodes"].shape == self.env.clip_episodes.shape:
             self.env.clip_episodes.copy_(stats["episodes"])
             self.env.clip_failures.copy_(stats["failures"])
-        self._resumed_dir = path.parent.parent
         self.log(f"resumed from {path} at iteration {self.iteration} ({self.env_steps:,} env steps)")
+        return path.parent.parent
 
     def _init_from(self, where: str) -> None:
         state, path = load_checkpoint(where, self.env.device)
@@ -168,7 +169,7 @@ class Trainer:
         cfg, env, agent = self.cfg, self.env, self.agent
         t0 = time.perf_counter()
         keys = AMP_ENTRIES if self.adv is not None and cfg.adversarial.mode == "amp" else ()
-        rollout, self._td = collect(env, agent, cfg.ppo.rollout_steps, self._td, next_keys=keys)
+        rollout, self.td = collect(env, agent, cfg.ppo.rollout_steps, self.td, next_keys=keys)
         self.stats.update(rollout)
         t_collect = time.perf_counter() - t0
         adv_stats = self._adversarial(rollout) if self.adv is not None else {}
@@ -200,7 +201,6 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
     def train(self) -> dict:
         cfg = self.cfg
-        self._td = self.env.reset()
         start, last = self.iteration, {}
         t_start = time.perf_counter()
         self.log(f"training {cfg.env.model} on {self.env.library.num_clips} clips, {self.env.num_envs} envs on "
