@@ -1,6 +1,6 @@
 """Run MuscleEnv's posture task with a random-excitation policy and log it to TensorBoard.
 
-This is ``make posture``: it exercises the whole simulated path (muscle model, WarpSim, TorchRL env, partial resets) and writes
+This is ``make posture``: it exercises the whole simulated path (muscle model, simulator, TorchRL env, partial resets) and writes
 real TensorBoard event files, but nothing learns. The random policy is the baseline a trained
 policy must beat on this task.
 """

@@ -27,6 +27,12 @@ def pytest_configure(config):
                             "ignore:Creating .*WeightUpdater which inherits:DeprecationWarning")
 
 
+@pytest.fixture(scope="session", params=["mujoco", "warp"])
+def backend(request):
+    """Each test that takes it runs on both simulator backends (C engine, mujoco_warp), on the CPU."""
+    return request.param
+
+
 @pytest.fixture(scope="session")
 def arm26():
     return load_embodiment("arm26")

@@ -26,3 +26,17 @@ def mj_default_data(model: mujoco.MjModel) -> mujoco.MjData:
 
 def as_np(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().double().numpy()
+
+
+def make_sim(emb, num_worlds: int, backend: str, **options):
+    """A simulator of ``backend`` on the CPU (``mmimic.sim.make_simulator``)."""
+    from mmimic.sim import make_simulator
+
+    return make_simulator(emb, num_worlds, "cpu", backend=backend, **options)
+
+
+def warmstart(sim, world: int) -> np.ndarray:
+    """The solver warm start (qacc_warmstart) of one world, from either backend's own data."""
+    if sim.backend == "warp":
+        return sim.d.qacc_warmstart.numpy()[world].copy()
+    return sim.datas[world].qacc_warmstart.copy()

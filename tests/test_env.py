@@ -24,8 +24,8 @@ def _step(env, td, action):
 
 
 # ---------------------------------------------------------------------------------- specs
-def test_check_env_specs_arm26(arm26):
-    env = _arm(num_envs=3)
+def test_check_env_specs_arm26(arm26, backend):
+    env = _arm(num_envs=3, backend=backend)
     check_env_specs(env)
     assert env.batch_size == torch.Size([3])
     assert env.action_spec.shape == (3, 6)
@@ -40,8 +40,8 @@ def test_check_env_specs_arm26(arm26):
 
 
 @pytest.mark.slow
-def test_check_env_specs_bimanual(bimanual):
-    env = MuscleEnv("bimanual", num_envs=2)
+def test_check_env_specs_bimanual(bimanual, backend):
+    env = MuscleEnv("bimanual", num_envs=2, backend=backend)
     check_env_specs(env)
     assert env.action_spec.shape == (2, 126)
     assert env.observation_spec["joint_pos"].shape == (2, 76)
@@ -49,9 +49,9 @@ def test_check_env_specs_bimanual(bimanual):
 
 
 @pytest.fixture(scope="module")
-def fullbody_env(myofullbody):
+def fullbody_env(myofullbody, backend):
     # a large posture tolerance: only falling ends an episode here
-    return MuscleEnv("myofullbody", num_envs=2, seed=0, max_posture_error=100.0)
+    return MuscleEnv("myofullbody", num_envs=2, seed=0, max_posture_error=100.0, backend=backend)
 
 
 @pytest.mark.slow
@@ -102,8 +102,8 @@ def test_myofullbody_root_observation_and_fall_terminates(fullbody_env):
 
 
 # ---------------------------------------------------------------------------------- rollouts
-def test_rollout_shapes(arm26):
-    env = _arm(num_envs=3)
+def test_rollout_shapes(arm26, backend):
+    env = _arm(num_envs=3, backend=backend)
     td = env.rollout(20, break_when_any_done=False)
     assert td.batch_size == torch.Size([3, 20])
     assert td["action"].shape == (3, 20, 6)
@@ -121,8 +121,8 @@ def test_rollout_shapes(arm26):
     assert (td["next", "joint_pos"][:, -1] - td["joint_pos"][:, 0]).abs().max() > 1e-3
 
 
-def test_observation_parts_match_sim_and_concat(arm26):
-    env = _arm(num_envs=2)
+def test_observation_parts_match_sim_and_concat(arm26, backend):
+    env = _arm(num_envs=2, backend=backend)
     out = _step(env, env.reset(), env.action_spec.rand())
     nxt = out["next"]
     sim = env.sim
@@ -137,8 +137,8 @@ def test_observation_parts_match_sim_and_concat(arm26):
     torch.testing.assert_close(nxt["observation"], torch.cat([nxt[k] for k in OBS_PARTS], -1))
 
 
-def test_reward_is_posture_minus_effort(arm26):
-    env = _arm(num_envs=3)
+def test_reward_is_posture_minus_effort(arm26, backend):
+    env = _arm(num_envs=3, backend=backend)
     task = env.cfg.task
     out = _step(env, env.reset(), env.action_spec.rand())
     nxt = out["next"]
@@ -147,8 +147,8 @@ def test_reward_is_posture_minus_effort(arm26):
     torch.testing.assert_close(nxt["reward"].squeeze(-1), expected)
 
 
-def test_partial_reset_resets_only_selected_envs(arm26):
-    env = _arm(num_envs=4, seed=3)
+def test_partial_reset_resets_only_selected_envs(arm26, backend):
+    env = _arm(num_envs=4, seed=3, backend=backend)
     td = env.reset()
     for _ in range(4):
         td = step_mdp(_step(env, td, env.action_spec.rand()))
@@ -186,8 +186,8 @@ def test_partial_reset_resets_only_selected_envs(arm26):
     assert ((env.target_qpos[mask] - default).abs() <= env.cfg.task.target_range * half + 1e-6).all()
 
 
-def test_seeding(arm26):
-    a, b, c = _arm(seed=11), _arm(seed=11), _arm(seed=12)
+def test_seeding(arm26, backend):
+    a, b, c = _arm(seed=11, backend=backend), _arm(seed=11, backend=backend), _arm(seed=12, backend=backend)
     ra, rb, rc = a.reset(), b.reset(), c.reset()
     assert torch.equal(ra["observation"], rb["observation"])
     assert torch.equal(a.target_qpos, b.target_qpos)
@@ -205,8 +205,8 @@ def test_seeding(arm26):
     assert torch.equal(r1["joint_pos"], r2["joint_pos"])
 
 
-def test_action_to_excitation_mapping(arm26):
-    env = _arm(num_envs=2)
+def test_action_to_excitation_mapping(arm26, backend):
+    env = _arm(num_envs=2, backend=backend)
     td = env.reset()
     action = torch.tensor([[-1.0, 1.0, 0.0, -0.5, 0.5, 1.0],
                            [1.0, -1.0, -1.0, 1.0, 0.0, 0.2]])
@@ -215,8 +215,8 @@ def test_action_to_excitation_mapping(arm26):
     assert env.sim.ctrl[0, 0].item() == 0.0 and env.sim.ctrl[0, 1].item() == 1.0
 
 
-def test_actions_outside_bounds_are_clipped(arm26):
-    env, ref = _arm(num_envs=2, seed=4), _arm(num_envs=2, seed=4)
+def test_actions_outside_bounds_are_clipped(arm26, backend):
+    env, ref = _arm(num_envs=2, seed=4, backend=backend), _arm(num_envs=2, seed=4, backend=backend)
     td, td_ref = env.reset(), ref.reset()
     wild = torch.tensor([[5.0, -7.0, 1.5, -1.5, 100.0, -100.0]] * 2)
     clipped = wild.clamp(-1, 1)
@@ -228,8 +228,8 @@ def test_actions_outside_bounds_are_clipped(arm26):
     torch.testing.assert_close(out["next", "reward"], out_ref["next", "reward"])
 
 
-def test_truncation_at_max_episode_steps(arm26):
-    env = _arm(num_envs=3, max_episode_steps=5)
+def test_truncation_at_max_episode_steps(arm26, backend):
+    env = _arm(num_envs=3, max_episode_steps=5, backend=backend)
     td = env.reset()
     zero = torch.zeros(3, 6)
     for t in range(1, 6):
@@ -247,28 +247,28 @@ def test_truncation_at_max_episode_steps(arm26):
     assert not td["next", "terminated"].any()
 
 
-def test_termination_by_posture_error(arm26):
-    env = _arm(num_envs=3, max_posture_error=1e-6)
+def test_termination_by_posture_error(arm26, backend):
+    env = _arm(num_envs=3, max_posture_error=1e-6, backend=backend)
     out = _step(env, env.reset(), torch.zeros(3, 6))
     assert out["next", "terminated"].all()
     assert not out["next", "truncated"].any()
     assert out["next", "done"].all()
     # with the default tolerance the same start does not end the episode
-    env2 = _arm(num_envs=3)
+    env2 = _arm(num_envs=3, backend=backend)
     assert not _step(env2, env2.reset(), torch.zeros(3, 6))["next", "done"].any()
 
 
-def test_unknown_option_raises_typeerror_listing_known():
+def test_unknown_option_raises_typeerror_listing_known(backend):
     with pytest.raises(TypeError) as exc:
-        MuscleEnv("arm26", num_envs=2, no_such_option=3)
+        MuscleEnv("arm26", num_envs=2, no_such_option=3, backend=backend)
     msg = str(exc.value)
     assert "no_such_option" in msg
     for known in ("max_episode_steps", "remove_fingers", "seed", "substeps", "use_cuda_graph"):
         assert known in msg
 
 
-def test_options_are_routed(arm26):
-    env = _arm(num_envs=2, substeps=2, timestep=0.001, max_episode_steps=7, seed=9)
+def test_options_are_routed(arm26, backend):
+    env = _arm(num_envs=2, substeps=2, timestep=0.001, max_episode_steps=7, seed=9, backend=backend)
     assert env.sim.substeps == 2
     assert env.embodiment.model.opt.timestep == pytest.approx(0.001)
     assert env.cfg.task.max_episode_steps == 7
@@ -277,12 +277,12 @@ def test_options_are_routed(arm26):
     env = MuscleEnv(cfg)
     assert env.cfg.task.effort_weight == 0.0 and env.num_envs == 2
     with pytest.raises(ValueError, match="num_envs"):
-        MuscleEnv("arm26", num_envs=0)
+        MuscleEnv("arm26", num_envs=0, backend=backend)
 
 
 @pytest.mark.parametrize("policy", ["none", "random"])
-def test_collector(arm26, policy):
-    env = _arm(num_envs=2)
+def test_collector(arm26, policy, backend):
+    env = _arm(num_envs=2, backend=backend)
     pol = None if policy == "none" else RandomPolicy(env.action_spec)
     collector = Collector(env, policy=pol, frames_per_batch=20, total_frames=60)
     try:
@@ -303,10 +303,10 @@ def test_collector(arm26, policy):
 
 # ---------------------------------------------------------------------------------- CUDA
 @cuda
-def test_env_on_cuda_matches_cpu(arm26):
+def test_env_on_cuda_matches_cpu(arm26, backend):
     # CPU and CUDA generators draw different numbers for one seed: start both from the default pose
     env_gpu = MuscleEnv("arm26", num_envs=4, device="cuda", seed=2, reset_noise=0.0)
-    env_cpu = MuscleEnv("arm26", num_envs=4, device="cpu", seed=2, reset_noise=0.0)
+    env_cpu = MuscleEnv("arm26", num_envs=4, device="cpu", seed=2, reset_noise=0.0, backend=backend)
     assert env_gpu.sim.graph is not None  # the substep loop runs as a captured CUDA graph
     check_env_specs(env_gpu)
     td_g, td_c = env_gpu.reset(), env_cpu.reset()

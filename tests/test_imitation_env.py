@@ -51,8 +51,8 @@ def _hold(env):
 
 
 # ---------------------------------------------------------------------------------- specs
-def test_check_env_specs_and_parts(arm26_motions):
-    env = _env(arm26_motions, num_envs=3)
+def test_check_env_specs_and_parts(arm26_motions, backend):
+    env = _env(arm26_motions, num_envs=3, backend=backend)
     check_env_specs(env)
     spec, K, S = env.observation_spec, env.cfg.task.lookahead_frames, 3
     sizes = {k: spec[k].shape[-1] for k in PROPRIO + ["goal_sites", "goal_joints", "phase"]}
@@ -72,10 +72,10 @@ def test_check_env_specs_and_parts(arm26_motions):
     torch.testing.assert_close(td["observation"], torch.cat([td[k] for k in sizes], -1))
 
 
-def test_history_and_critic_options_change_the_specs(arm26_motions):
-    base = _env(arm26_motions, num_envs=2)
+def test_history_and_critic_options_change_the_specs(arm26_motions, backend):
+    base = _env(arm26_motions, num_envs=2, backend=backend)
     env = _env(arm26_motions, num_envs=2, history_steps=2, critic_obs=True, goal_joint_pos=False,
-               lookahead_frames=2)
+               lookahead_frames=2, backend=backend)
     check_env_specs(env)
     P = sum(base.observation_spec[k].shape[-1] for k in PROPRIO)
     spec = env.observation_spec
@@ -97,8 +97,8 @@ def test_history_and_critic_options_change_the_specs(arm26_motions):
 
 
 # ---------------------------------------------------------------------------------- resets
-def test_reset_puts_each_world_on_the_reference(arm26_motions):
-    env = _env(arm26_motions, num_envs=4, reset_activation=0.1)
+def test_reset_puts_each_world_on_the_reference(arm26_motions, backend):
+    env = _env(arm26_motions, num_envs=4, reset_activation=0.1, backend=backend)
     td = env.reset()
     ref = env.library.state(env.clip_id, env.ref_time)
     assert torch.equal(env.sim.qpos, ref["qpos"]) and torch.equal(env.sim.qvel, ref["qvel"])
@@ -119,8 +119,8 @@ def test_reset_puts_each_world_on_the_reference(arm26_motions):
     torch.testing.assert_close(td["phase"][:, 0], env.ref_time / env.library.duration[env.clip_id])
 
 
-def test_partial_reset_resets_only_selected_worlds(arm26_motions):
-    env = _env(arm26_motions, num_envs=4, seed=3, max_site_error=0.0)
+def test_partial_reset_resets_only_selected_worlds(arm26_motions, backend):
+    env = _env(arm26_motions, num_envs=4, seed=3, max_site_error=0.0, backend=backend)
     td = env.reset()
     for _ in range(3):
         td = step_mdp(_step(env, td, env.action_spec.rand()))
@@ -137,8 +137,8 @@ def test_partial_reset_resets_only_selected_worlds(arm26_motions):
     assert not out["done"].any()
 
 
-def test_reference_time_advances_by_control_dt(arm26_motions):
-    env = _env(arm26_motions, num_envs=2, max_site_error=0.0)
+def test_reference_time_advances_by_control_dt(arm26_motions, backend):
+    env = _env(arm26_motions, num_envs=2, max_site_error=0.0, backend=backend)
     td = env.reset()
     t0 = env.ref_time.clone()
     for k in range(1, 4):
@@ -148,8 +148,8 @@ def test_reference_time_advances_by_control_dt(arm26_motions):
 
 
 # ---------------------------------------------------------------------------------- episode ends
-def test_clip_end_truncates_and_counts_as_success(arm26_motions):
-    env = _env(arm26_motions, num_envs=3, max_site_error=0.0)
+def test_clip_end_truncates_and_counts_as_success(arm26_motions, backend):
+    env = _env(arm26_motions, num_envs=3, max_site_error=0.0, backend=backend)
     td = env.reset()
     env.ref_time = env.library.duration[env.clip_id] - 2.5 * env.dt  # (the sim state is left where it is)
     for k in range(1, 4):
@@ -162,26 +162,26 @@ def test_clip_end_truncates_and_counts_as_success(arm26_motions):
     torch.testing.assert_close(env.clip_episodes, torch.bincount(env.clip_id, minlength=3).float())
 
 
-def test_max_episode_steps_truncates(arm26_motions):
-    env = _env(arm26_motions, num_envs=2, max_episode_steps=2, max_site_error=0.0)
+def test_max_episode_steps_truncates(arm26_motions, backend):
+    env = _env(arm26_motions, num_envs=2, max_episode_steps=2, max_site_error=0.0, backend=backend)
     td = env.rollout(4, break_when_any_done=False)
     assert td["next", "truncated"].squeeze(-1)[:, 1].all() and not td["next", "terminated"].any()
 
 
-def test_deviation_terminates_and_counts_as_failure(arm26_motions):
-    env = _env(arm26_motions, num_envs=3, max_site_error=1e-6)
+def test_deviation_terminates_and_counts_as_failure(arm26_motions, backend):
+    env = _env(arm26_motions, num_envs=3, max_site_error=1e-6, backend=backend)
     td = env.reset()
     clips = env.clip_id.clone()
     out = _step(env, td, torch.ones(3, 6))["next"]
     assert out["terminated"].all() and not out["truncated"].any() and out["done"].all()
     torch.testing.assert_close(env.clip_failures, torch.bincount(clips, minlength=3).float())
     torch.testing.assert_close(env.clip_episodes, env.clip_failures)
-    calm = _env(arm26_motions, num_envs=3)  # the default tolerance (0.3 m) survives a step from the reference
+    calm = _env(arm26_motions, num_envs=3, backend=backend)  # the default tolerance (0.3 m) survives a step from the reference
     assert not _step(calm, calm.reset(), _hold(calm))["next", "terminated"].any()
 
 
-def test_unstable_world_terminates_with_zero_reward(arm26_motions):
-    env = _env(arm26_motions, num_envs=3, max_site_error=0.0)
+def test_unstable_world_terminates_with_zero_reward(arm26_motions, backend):
+    env = _env(arm26_motions, num_envs=3, max_site_error=0.0, backend=backend)
     td = env.reset()
     env.sim.qvel[1, 0] = math.nan
     out = _step(env, td, _hold(env))["next"]
@@ -193,8 +193,8 @@ def test_unstable_world_terminates_with_zero_reward(arm26_motions):
 
 
 # ---------------------------------------------------------------------------------- clip sampling
-def test_failure_weighted_sampling_prefers_failing_clips(arm26_motions):
-    env = _env(arm26_motions, num_envs=4, sampling="failure", failure_eps=0.05, failure_power=1.0)
+def test_failure_weighted_sampling_prefers_failing_clips(arm26_motions, backend):
+    env = _env(arm26_motions, num_envs=4, sampling="failure", failure_eps=0.05, failure_power=1.0, backend=backend)
     torch.testing.assert_close(env.library.weights, torch.full((3,), 1 / 3))
     env.clip_episodes.copy_(torch.tensor([10.0, 10.0, 0.0]))
     env.clip_failures.copy_(torch.tensor([0.0, 9.0, 0.0]))
@@ -211,9 +211,9 @@ def test_failure_weighted_sampling_prefers_failing_clips(arm26_motions):
     assert counts[1] > 0.8 * counts.sum(), counts
 
 
-def test_weights_update_on_their_own_every_interval(arm26_motions):
+def test_weights_update_on_their_own_every_interval(arm26_motions, backend):
     env = _env(arm26_motions, num_envs=4, sampling="failure", weight_update_interval=3, max_site_error=0.0,
-               stats_decay=0.5)
+               stats_decay=0.5, backend=backend)
     env.clip_episodes.copy_(torch.tensor([4.0, 4.0, 4.0]))
     env.clip_failures.copy_(torch.tensor([4.0, 0.0, 0.0]))
     td = env.reset()
@@ -227,8 +227,8 @@ def test_weights_update_on_their_own_every_interval(arm26_motions):
 
 
 # ---------------------------------------------------------------------------------- reward
-def test_reward_is_the_weighted_sum_of_its_terms(arm26_motions):
-    env = _env(arm26_motions, num_envs=3, max_site_error=0.0)
+def test_reward_is_the_weighted_sum_of_its_terms(arm26_motions, backend):
+    env = _env(arm26_motions, num_envs=3, max_site_error=0.0, backend=backend)
     td = env.reset()
     prev = env.prev_action.clone()
     action = torch.tensor([[2.0, -3.0, 0.5, 0.0, 1.0, -1.0]] * 3)
@@ -249,11 +249,11 @@ def test_reward_is_the_weighted_sum_of_its_terms(arm26_motions):
     torch.testing.assert_close(terms["joint_pos"], torch.exp(-5.0 * (env.sim.qpos - env.ref["qpos"]).square().mean(-1)))
 
 
-def test_refresh_kinematics_gives_the_sites_of_the_new_state(arm26_motions, arm26):
+def test_refresh_kinematics_gives_the_sites_of_the_new_state(arm26_motions, arm26, backend):
     m = arm26.model
     d = mujoco.MjData(m)
     for refresh, expect_fresh in ((True, True), (False, False)):
-        env = _env(arm26_motions, num_envs=2, refresh_kinematics=refresh, max_site_error=0.0)
+        env = _env(arm26_motions, num_envs=2, refresh_kinematics=refresh, max_site_error=0.0, backend=backend)
         out = _step(env, env.reset(), torch.ones(2, 6))["next"]
         d.qpos[:] = env.sim.qpos[0].double().numpy()
         mujoco.mj_kinematics(m, d)
@@ -263,8 +263,8 @@ def test_refresh_kinematics_gives_the_sites_of_the_new_state(arm26_motions, arm2
         assert fresh == expect_fresh, refresh
 
 
-def test_rollout(arm26_motions):
-    env = _env(arm26_motions, num_envs=3)
+def test_rollout(arm26_motions, backend):
+    env = _env(arm26_motions, num_envs=3, backend=backend)
     td = env.rollout(20, break_when_any_done=False)
     assert td.batch_size == torch.Size([3, 20])
     obs = env.observation_spec["observation"].shape[-1]
@@ -278,8 +278,8 @@ def test_rollout(arm26_motions):
 
 
 # ---------------------------------------------------------------------------------- construction, seeds
-def test_determinism_with_seed(arm26_motions):
-    a, b, c = (_env(arm26_motions, seed=s) for s in (7, 7, 8))
+def test_determinism_with_seed(arm26_motions, backend):
+    a, b, c = (_env(arm26_motions, seed=s, backend=backend) for s in (7, 7, 8))
     ra, rb, rc = a.reset(), b.reset(), c.reset()
     assert torch.equal(a.clip_id, b.clip_id) and torch.equal(a.ref_time, b.ref_time)
     assert torch.equal(ra["observation"], rb["observation"])
@@ -298,7 +298,7 @@ def test_determinism_with_seed(arm26_motions):
     assert torch.equal(first[0], a.clip_id) and torch.equal(first[1], a.ref_time)
 
 
-def test_construction_from_config_list_file_or_library(arm26_motions, tmp_path):
+def test_construction_from_config_list_file_or_library(arm26_motions, tmp_path, backend):
     cfg = MuscleImitationEnvConfig(model="arm26", num_envs=2, motions=str(arm26_motions),
                                    task=ImitationTaskConfig(history_steps=1, random_start=False))
     env = MuscleImitationEnv(cfg)
@@ -306,33 +306,36 @@ def test_construction_from_config_list_file_or_library(arm26_motions, tmp_path):
     assert env.cfg.task.history_steps == 1 and (env.ref_time == 0).all() and env.library.num_clips == 3
     listing = tmp_path / "train.txt"
     listing.write_text("# two clips\n" + "\n".join(str(p) for p in sorted(arm26_motions.glob("reach_*.npz"))))
-    assert _env(listing, num_envs=2).library.num_clips == 2
-    single = _env(sorted(arm26_motions.glob("wave_*.npz"))[0], num_envs=2)
+    assert _env(listing, num_envs=2, backend=backend).library.num_clips == 2
+    single = _env(sorted(arm26_motions.glob("wave_*.npz"))[0], num_envs=2, backend=backend)
     assert single.library.num_clips == 1
     lib = MotionLibrary.from_dir(arm26_motions, embodiment="arm26")
-    assert _env(lib, num_envs=2).library is lib
+    assert _env(lib, num_envs=2, backend=backend).library is lib
 
 
-def test_bad_options_are_clear_errors(arm26_motions, tmp_path):
+def test_bad_options_are_clear_errors(arm26_motions, tmp_path, backend):
     with pytest.raises(TypeError, match="MuscleImitationEnv got an unknown option 'no_such'.*history_steps"):
-        _env(arm26_motions, no_such=1)
+        _env(arm26_motions, no_such=1, backend=backend)
     with pytest.raises(ValueError, match="motions.*empty"):
-        MuscleImitationEnv("arm26", num_envs=2)
+        MuscleImitationEnv("arm26", num_envs=2, backend=backend)
     with pytest.raises(FileNotFoundError, match="nowhere"):
-        _env(tmp_path / "nowhere")
+        _env(tmp_path / "nowhere", backend=backend)
     with pytest.raises(ValueError, match="sampling"):
-        _env(arm26_motions, sampling="greedy")
+        _env(arm26_motions, sampling="greedy", backend=backend)
     with pytest.raises(ValueError, match="reset_activation"):
-        _env(arm26_motions, reset_activation=1.5)
+        _env(arm26_motions, reset_activation=1.5, backend=backend)
     with pytest.raises(ValueError, match="lookahead_frames"):
-        _env(arm26_motions, lookahead_frames=0)
+        _env(arm26_motions, lookahead_frames=0, backend=backend)
     with pytest.raises(ValueError, match="mimic sites"):
-        _env(arm26_motions, mimic_sites=False)
+        _env(arm26_motions, mimic_sites=False, backend=backend)
 
 
 def test_step_and_reset_make_no_host_sync(arm26_motions, monkeypatch):
-    """The step and a partial reset never read a tensor back (no .item(), bool(), boolean-mask indexing)."""
-    env = _env(arm26_motions, num_envs=4, history_steps=2, critic_obs=True, sampling="failure")
+    """The step and a partial reset never read a tensor back (no .item(), bool(), boolean-mask indexing).
+
+    On warp, the backend whose device may be a GPU: the C backend lives on the host and reads its
+    tensors by design (which worlds to reset), where a read costs nothing."""
+    env = _env(arm26_motions, num_envs=4, history_steps=2, critic_obs=True, sampling="failure", backend="warp")
     td = env.reset()
     td["action"] = env.action_spec.rand()
     mask = torch.tensor([True, False, True, False])
@@ -361,12 +364,12 @@ def test_step_and_reset_make_no_host_sync(arm26_motions, monkeypatch):
 
 # ---------------------------------------------------------------------------------- bimanual
 @pytest.mark.slow
-def test_bimanual_imitation_env(tmp_path_factory, bimanual):
+def test_bimanual_imitation_env(tmp_path_factory, bimanual, backend):
     src = tmp_path_factory.mktemp("im_bi_amass")
     write_synth(src, kinds=("reach", "wave"), count=1, duration=1.0)
     out = tmp_path_factory.mktemp("im_bi")
     assert retarget_dir(src, "bimanual", out, jobs=1, progress=False)["aggregate"]["ok"] == 2
-    env = MuscleImitationEnv("bimanual", motions=out, num_envs=2, critic_obs=True)
+    env = MuscleImitationEnv("bimanual", motions=out, num_envs=2, critic_obs=True, backend=backend)
     check_env_specs(env)
     td = env.reset()
     assert torch.equal(env.sim.qpos, env.library.state(env.clip_id, env.ref_time)["qpos"])
@@ -393,14 +396,14 @@ def _turned_clip(clip, yaw: float):
 
 
 @pytest.mark.slow
-def test_myofullbody_free_root_goal_is_in_the_heading_frame(tmp_path_factory, myofullbody):
+def test_myofullbody_free_root_goal_is_in_the_heading_frame(tmp_path_factory, myofullbody, backend):
     src = tmp_path_factory.mktemp("im_full_amass")
     write_synth(src, kinds=("walk",), count=1, duration=1.0)
     out = tmp_path_factory.mktemp("im_full")
     assert retarget_dir(src, "myofullbody", out, jobs=1, progress=False)["aggregate"]["ok"] == 1
     walk = load_motion(out / "walk_0.npz")
     lib = MotionLibrary([walk, _turned_clip(walk, 1.1)], embodiment="myofullbody")
-    env = MuscleImitationEnv("myofullbody", motions=lib, num_envs=2, critic_obs=True)
+    env = MuscleImitationEnv("myofullbody", motions=lib, num_envs=2, critic_obs=True, backend=backend)
     check_env_specs(env)
     assert env.observation_spec["goal_root"].shape == (2, 3 * 15)
     assert "root_pos" in env.reward_term_names and "root_rot" in env.tracking_error_names
@@ -419,6 +422,6 @@ def test_myofullbody_free_root_goal_is_in_the_heading_frame(tmp_path_factory, my
     for name in env.tracking_error_names:
         assert errors[name].abs().max() < 1e-3, name
     # leaving the reference's root position ends the episode
-    env2 = MuscleImitationEnv("myofullbody", motions=lib, num_envs=2, max_root_pos_error=1e-6, max_site_error=0.0)
+    env2 = MuscleImitationEnv("myofullbody", motions=lib, num_envs=2, max_root_pos_error=1e-6, max_site_error=0.0, backend=backend)
     res = _step(env2, env2.reset(), _hold(env2))["next"]
     assert res["terminated"].all() and (res["tracking_errors", "root_pos"] > 1e-6).all()

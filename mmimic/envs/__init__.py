@@ -1,4 +1,4 @@
-"""TorchRL environments over WarpSim: ``MuscleEnv`` (posture holding) and ``MuscleImitationEnv``
+"""TorchRL environments over a simulator (mmimic.sim): ``MuscleEnv`` (posture holding) and ``MuscleImitationEnv``
 (tracking reference motions from a MotionLibrary)."""
 
 from mmimic.envs.config import ImitationTaskConfig, MuscleEnvConfig, MuscleImitationEnvConfig, PostureTaskConfig

@@ -4,8 +4,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from typing import Union
 
 from mmimic.embodiments import EmbodimentConfig
+
+# num_envs "auto": on CUDA (mujoco_warp), enough worlds to fill a GPU; on the CPU (MuJoCo's C
+# engine), the count that gave the most training steps/s on 2 cores with `mmimic bench --train`
+# (see README), per 2 simulator threads.
+AUTO_NUM_ENVS_CUDA = 4096
+AUTO_NUM_ENVS_CPU_PER_2_THREADS = {"arm26": 64, "bimanual": 64, "myofullbody": 32}
+
+
+def auto_num_envs(model: str, backend: str, threads: int) -> int:
+    """The ``num_envs: auto`` count for ``model`` on ``backend`` ("warp" on CUDA, "mujoco" on CPU)."""
+    if backend == "warp":
+        return AUTO_NUM_ENVS_CUDA
+    per_two = AUTO_NUM_ENVS_CPU_PER_2_THREADS.get(model, 64)
+    return max(per_two, per_two * threads // 2)
 
 
 @dataclass
@@ -36,15 +51,17 @@ class MuscleEnvConfig:
     """Everything ``MuscleEnv`` needs. ``model`` is the embodiment name (see ``mmimic.embodiments``)."""
 
     model: str = "arm26"
-    num_envs: int = 16
+    num_envs: Union[int, str] = 16  # or "auto": 4096 on CUDA, a CPU-sized count on the CPU (auto_num_envs)
     device: str = "cpu"  # cpu, cuda, cuda:K, or auto (cuda when torch sees one)
+    backend: str = "auto"  # simulator: auto (warp on CUDA, mujoco on CPU) | warp (mujoco_warp) | mujoco (C engine)
+    sim_threads: Union[int, None] = None  # mujoco backend: worker threads (None: the cores this process may use)
     seed: int = 0
     use_cuda_graph: bool = True
     embodiment: EmbodimentConfig = field(default_factory=EmbodimentConfig)
     task: PostureTaskConfig = field(default_factory=PostureTaskConfig)
 
     @classmethod
-    def from_options(cls, model: str, num_envs: int, device: str, **options) -> "MuscleEnvConfig":
+    def from_options(cls, model: str, num_envs: int | str, device: str, **options) -> "MuscleEnvConfig":
         """Route flat keyword options to the env, the embodiment or the task config by name.
 
         Works for subclasses too: the task config class is the ``task`` field's type.

@@ -1,6 +1,6 @@
 """MuscleImitationEnv: N muscle-driven worlds tracking reference motions from a MotionLibrary.
 
-The posture env's machinery (WarpSim, specs, partial resets, NaN handling) with the imitation task
+The posture env's machinery (the simulator, specs, partial resets, NaN handling) with the imitation task
 in its hooks. Everything per world lives in (N, ...) tensors on the device and the step uses only
 gathers, ``torch.where`` and ``index_add_``: no host sync, no Python loop over worlds.
 
@@ -24,7 +24,7 @@ Also in every output (declared in the observation spec, so TorchRL carries them)
 and ``tracking_errors``, sub-tensordicts of (N,) tensors, one per name (see ``reward_term_names``).
 
 Timing: after a step ``qpos``/``qvel`` are at the new time, site positions one physics step older
-(WarpSim's convention) unless ``refresh_kinematics``; joint errors use qpos, site errors the sites.
+(the simulators' convention) unless ``refresh_kinematics``; joint errors use qpos, site errors the sites.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import torch
 from torchrl.data import Composite, Unbounded
 
 from mmimic.envs.config import MuscleImitationEnvConfig
-from mmimic.envs.muscle_env import VEL_SCALE, MuscleEnv
+from mmimic.envs.muscle_env import VEL_SCALE, MuscleEnv, resolve_env_config
 from mmimic.math import quat_angle, quat_conjugate, quat_mul, quat_to_axis_angle, quat_to_matrix, quat_yaw, \
     rotate_z_inverse
 from mmimic.motion.library import MotionLibrary
@@ -90,8 +90,7 @@ class MuscleImitationEnv(MuscleEnv):
                              f"{task.history_steps}")
         if not 0.0 <= task.reset_activation <= 1.0:
             raise ValueError(f"MuscleImitationEnv: reset_activation must be in [0, 1], got {task.reset_activation}")
-        if cfg.device == "auto":
-            cfg.device = "cuda" if torch.cuda.is_available() else "cpu"
+        resolve_env_config(cfg)
         dev = torch.device(cfg.device)
         if library is None:
             library = load_library(cfg.motions, dev, cfg.model)

@@ -1,7 +1,8 @@
-"""MuscleEnv: a batched TorchRL environment over WarpSim, with a posture-holding task.
+"""MuscleEnv: a batched TorchRL environment over a ``Simulator``, with a posture-holding task.
 
 One ``EnvBase`` with ``batch_size=[num_envs]`` (not a ParallelEnv): every tensor is (N, ...) on
-the env's device and the step never leaves it.
+the env's device and the step never leaves it. The simulator backend (``backend``: auto | warp |
+mujoco, see ``mmimic.sim``) is chosen at construction; nothing else here depends on it.
 
 Action: (N, nu) in [-1, 1], one entry per muscle, mapped linearly to the muscle excitation
 ``u = (a + 1) / 2`` in [0, 1] (MuJoCo muscles clamp ctrl to [0, 1]; activation follows
@@ -26,11 +27,32 @@ from torchrl.data import Bounded, Categorical, Composite, Unbounded
 from torchrl.envs import EnvBase
 
 from mmimic.embodiments import load_embodiment
-from mmimic.envs.config import MuscleEnvConfig
+from mmimic.envs.config import MuscleEnvConfig, auto_num_envs
 from mmimic.math import projected_gravity
-from mmimic.sim import WarpSim
+from mmimic.sim import available_threads, make_simulator, resolve_backend
 
 VEL_SCALE = 0.1
+
+
+def resolve_env_config(cfg: MuscleEnvConfig) -> MuscleEnvConfig:
+    """Check the config and replace every ``auto`` (device, num_envs) by its value, in place.
+
+    ``backend`` stays as given (``auto`` is resolved by the simulator factory, so that a saved config
+    moves between machines); a backend that cannot run on the device fails here, with the fix.
+    """
+    if cfg.device == "auto":
+        cfg.device = "cuda" if torch.cuda.is_available() else "cpu"
+    backend = resolve_backend(cfg.backend, cfg.device)
+    if cfg.sim_threads is not None and int(cfg.sim_threads) < 1:
+        raise ValueError(f"sim_threads must be >= 1 (or None: all cores), got {cfg.sim_threads!r}")
+    if cfg.num_envs == "auto":
+        cfg.num_envs = auto_num_envs(cfg.model, backend, cfg.sim_threads or available_threads())
+    elif isinstance(cfg.num_envs, str) and not cfg.num_envs.isdigit():
+        raise ValueError(f"num_envs must be a positive integer or 'auto', got {cfg.num_envs!r}")
+    cfg.num_envs = int(cfg.num_envs)
+    if cfg.num_envs < 1:
+        raise ValueError(f"num_envs must be >= 1, got {cfg.num_envs!r}")
+    return cfg
 
 
 class MuscleEnv(EnvBase):
@@ -39,18 +61,17 @@ class MuscleEnv(EnvBase):
     batch_locked = True
     config_class = MuscleEnvConfig
 
-    def __init__(self, model: str | MuscleEnvConfig = "arm26", num_envs: int = 16, device: str = "cpu", **options):
+    def __init__(self, model: str | MuscleEnvConfig = "arm26", num_envs: int | str = 16, device: str = "cpu",
+                 **options):
         cfg = model if isinstance(model, MuscleEnvConfig) else self.config_class.from_options(
             model, num_envs, device, **options)
-        if int(cfg.num_envs) < 1:
-            raise ValueError(f"num_envs must be >= 1, got {cfg.num_envs!r}")
-        if cfg.device == "auto":
-            cfg.device = "cuda" if torch.cuda.is_available() else "cpu"
+        resolve_env_config(cfg)
         cfg.embodiment.name = cfg.model  # the env's model names the embodiment
         self.cfg = cfg
         self.embodiment = load_embodiment(cfg.embodiment)
         super().__init__(device=torch.device(cfg.device), batch_size=torch.Size([int(cfg.num_envs)]))
-        self.sim = WarpSim(self.embodiment, cfg.num_envs, self.device, use_cuda_graph=cfg.use_cuda_graph)
+        self.sim = make_simulator(self.embodiment, cfg.num_envs, self.device, backend=cfg.backend,
+                                  threads=cfg.sim_threads, use_cuda_graph=cfg.use_cuda_graph)
         self._init_model_tables()
         self._make_specs()
         self.rng = torch.Generator(device=self.device)

@@ -5,10 +5,7 @@ zero-copy torch views of it (``wp.to_torch``), steps ``substeps`` physics steps 
 (captured once as a CUDA graph on GPU), resets chosen worlds to given states, and watches every
 world for NaN/instability so that one exploding world is flagged and counted, never fatal.
 
-Timing convention (the same as ``mujoco.mj_step``): after ``step``, ``qpos/qvel/act`` are at the
-new time; quantities computed from positions (``xpos``, ``site_xpos``, ``actuator_length``,
-``actuator_force``, ``sensordata``...) are those of the last physics substep's start, one physics
-step (``timestep`` seconds) behind. After ``reset`` they are recomputed for the new state.
+Timing convention: see ``mmimic.sim.simulator`` (that of ``mujoco.mj_step``, shared by both backends).
 """
 
 from __future__ import annotations
@@ -23,25 +20,9 @@ import torch
 import warp as wp
 
 from mmimic.embodiments import Embodiment
+from mmimic.sim.simulator import SimBase
 
 log = logging.getLogger(__name__)
-
-# Views exposed as torch tensors: name -> shape comment. All are (N, ...) and live on the sim device.
-STATE_VIEWS = {
-    "qpos": "(N, nq)",
-    "qvel": "(N, nv)",
-    "act": "(N, na) muscle activation",
-    "ctrl": "(N, nu) muscle excitation (clamped to [0, 1] by the muscle dynamics)",
-    "actuator_length": "(N, nu)",
-    "actuator_velocity": "(N, nu)",
-    "actuator_force": "(N, nu) negative: muscles pull",
-    "xpos": "(N, nbody, 3)",
-    "xquat": "(N, nbody, 4) w, x, y, z",
-    "site_xpos": "(N, nsite, 3)",
-    "cvel": "(N, nbody, 6) rotational then translational, com-based",
-    "sensordata": "(N, nsensordata)",
-    "time": "(N,)",
-}
 
 
 _OVERFLOW_FLAGS = [int(f) for f in mjw.OverflowType if f.value and f.value != mjw.OverflowType.ALL]
@@ -70,13 +51,15 @@ def contact_buffer_sizes(model: mujoco.MjModel) -> tuple[int, int]:
     return nconmax, int(-(-njmax // 16) * 16)
 
 
-class WarpSim:
+class WarpSim(SimBase):
     """N worlds of one embodiment, stepped by mujoco_warp on ``cpu`` or ``cuda:k``.
 
     ``step(ctrl)`` copies ``ctrl`` (N, nu) into the simulator and advances one control step
     (``embodiment.substeps`` physics steps). ``reset(mask, qpos=..., qvel=..., act=...)`` resets
     the worlds where ``mask`` is true, to the model's default state or to the given rows.
     """
+
+    backend = "warp"
 
     def __init__(
         self,
@@ -87,12 +70,7 @@ class WarpSim:
         max_abs_qvel: float = 1e3,
         overflow_check_every: int = 100,
     ):
-        if int(num_worlds) < 1:
-            raise ValueError(f"num_worlds must be >= 1, got {num_worlds!r}")
-        self.embodiment = embodiment
-        self.mjm = embodiment.model
-        self.num_worlds = int(num_worlds)
-        self.substeps = int(embodiment.substeps)
+        self._init_common(embodiment, num_worlds, max_abs_qvel, overflow_check_every)
         self.device = torch.device(device)
         if self.device.type == "cuda" and self.device.index is None:
             self.device = torch.device("cuda", torch.cuda.current_device())
@@ -101,8 +79,6 @@ class WarpSim:
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError(f"device {device!r} asked for, but torch sees no CUDA device")
         self.wp_device = wp.get_device(str(self.device))
-        self.max_abs_qvel = float(max_abs_qvel)
-        self.overflow_check_every = int(overflow_check_every)
 
         mjd = mujoco.MjData(self.mjm)
         if self.mjm.nkey > 0:  # a model's first keyframe is its intended start pose
@@ -119,21 +95,26 @@ class WarpSim:
             self._reset_mask_wp = wp.zeros(self.num_worlds, dtype=bool)
         wp.synchronize_device(self.wp_device)  # uploads done before torch touches the views
 
-        for name in STATE_VIEWS:
-            setattr(self, name, wp.to_torch(getattr(self.d, name)))
+        # The views (STATE_VIEWS): zero-copy torch tensors over mujoco_warp's arrays.
+        d = self.d
+        self.qpos = wp.to_torch(d.qpos)
+        self.qvel = wp.to_torch(d.qvel)
+        self.act = wp.to_torch(d.act)
+        self.ctrl = wp.to_torch(d.ctrl)
+        self.actuator_length = wp.to_torch(d.actuator_length)
+        self.actuator_velocity = wp.to_torch(d.actuator_velocity)
+        self.actuator_force = wp.to_torch(d.actuator_force)
+        self.xpos = wp.to_torch(d.xpos)
+        self.xquat = wp.to_torch(d.xquat)
+        self.site_xpos = wp.to_torch(d.site_xpos)
+        self.cvel = wp.to_torch(d.cvel)
+        self.sensordata = wp.to_torch(d.sensordata)
+        self.time = wp.to_torch(d.time)
         self.overflow = wp.to_torch(self.d.overflow)
         self._reset_mask = wp.to_torch(self._reset_mask_wp)
 
-        # Default state (the keyframe or qpos0): what a reset without explicit state restores.
-        self.default_qpos = torch.as_tensor(mjd.qpos, dtype=torch.float32, device=self.device)
-        self.default_qvel = torch.as_tensor(mjd.qvel, dtype=torch.float32, device=self.device)
-        self.default_act = torch.as_tensor(mjd.act, dtype=torch.float32, device=self.device)
-
-        # Instability bookkeeping, on the device: no host sync per step.
-        self.unstable = torch.zeros(self.num_worlds, dtype=torch.bool, device=self.device)
-        self.unstable_count = torch.zeros((), dtype=torch.int64, device=self.device)
-        self._steps = 0
-        self._overflow_warned = 0
+        # Default state (the keyframe or qpos0) and the instability counters, on the device.
+        self._init_state(mjd.qpos, mjd.qvel, mjd.act)
 
         # On CUDA warp launches on its own stream and torch on the current torch stream; GPU-side
         # waits between the two order them without a host sync (see _on_warp_stream).
@@ -147,14 +128,6 @@ class WarpSim:
             self._capture()
 
     # ----------------------------------------------------------------------------------------
-    @property
-    def nu(self) -> int:
-        return int(self.mjm.nu)
-
-    @property
-    def control_dt(self) -> float:
-        return self.embodiment.control_dt
-
     def _substeps(self) -> None:
         for _ in range(self.substeps):
             mjw.step(self.m, self.d)
@@ -196,25 +169,13 @@ class WarpSim:
         ``self.unstable_count``; the caller resets them.
         """
         if ctrl is not None:
-            if ctrl.shape != self.ctrl.shape:
-                raise ValueError(f"ctrl must have shape {tuple(self.ctrl.shape)} (N, nu), got {tuple(ctrl.shape)}")
+            self._check_ctrl(ctrl)
             self.ctrl.copy_(ctrl)
         if self.graph is not None:
             self._on_warp_stream(lambda: wp.capture_launch(self.graph, stream=self._wp_stream))
         else:
             self._on_warp_stream(self._substeps)
-        bad = self.find_unstable()
-        self.unstable |= bad
-        self.unstable_count += bad.sum()
-        self._steps += 1
-        if self.overflow_check_every and self._steps % self.overflow_check_every == 0:
-            self.check_overflow()
-        return bad
-
-    def find_unstable(self) -> torch.Tensor:
-        """(N,) bool: worlds whose state is not finite or whose speed exceeds ``max_abs_qvel``."""
-        finite = torch.isfinite(self.qpos).all(1) & torch.isfinite(self.qvel).all(1) & torch.isfinite(self.act).all(1)
-        return ~finite | (self.qvel.abs() > self.max_abs_qvel).any(1)
+        return self._after_step()
 
     def check_overflow(self) -> int:
         """Read the per-world overflow flags (one host sync); warn once per new kind. Returns the bits."""
@@ -250,35 +211,11 @@ class WarpSim:
         quantities (positions, muscle lengths and forces) are recomputed. Their flags in
         ``self.unstable`` are cleared.
         """
-        mask = torch.as_tensor(mask, device=self.device).to(torch.bool)
-        if mask.shape != (self.num_worlds,):
-            raise ValueError(f"reset mask must have shape ({self.num_worlds},), got {tuple(mask.shape)}")
+        mask = self._check_mask(mask)
         self._reset_mask.copy_(mask)
         self._on_warp_stream(lambda: mjw.reset_data(self.m, self.d, reset=self._reset_mask_wp))
-        for view, given, default in (
-            (self.qpos, qpos, self.default_qpos),
-            (self.qvel, qvel, self.default_qvel),
-            (self.act, act, self.default_act),
-        ):
-            if view.shape[1] == 0:
-                continue
-            value = default.expand_as(view) if given is None else self._rows(given, mask, view.shape[1])
-            # torch.where keeps shapes static (no nonzero/host sync) and writes in place.
-            view.copy_(torch.where(mask[:, None], value.to(view.dtype), view))
-        self.unstable &= ~mask
+        self._write_reset_state(mask, qpos, qvel, act)
         self.forward_kinematics()
-
-    def _rows(self, value: torch.Tensor, mask: torch.Tensor, width: int) -> torch.Tensor:
-        value = torch.as_tensor(value, device=self.device)
-        if value.ndim == 1:
-            value = value.expand(self.num_worlds, -1)
-        if value.shape == (self.num_worlds, width):
-            return value
-        if value.ndim == 2 and value.shape[1] == width:  # (M, width): scatter into the masked rows
-            full = torch.zeros(self.num_worlds, width, dtype=value.dtype, device=self.device)
-            full[mask] = value
-            return full
-        raise ValueError(f"reset state must be (N, {width}) or (mask.sum(), {width}), got {tuple(value.shape)}")
 
     def forward_kinematics(self) -> None:
         """Recompute what observations read from positions and velocities, for all worlds.
