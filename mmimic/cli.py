@@ -1,4 +1,4 @@
-"""The ``mmimic`` command: one subcommand per job (``bench``, ``posture``, ``motion``; more as stages land)."""
+"""The ``mmimic`` command: one subcommand per job (``bench``, ``posture``, ``motion``, ``retarget``, ``train``)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,35 @@ def _int_list(value: str) -> list[int]:
     if not out or min(out) < 1:
         raise argparse.ArgumentTypeError(f"world counts must be >= 1, got {value!r}")
     return out
+
+
+def _backends(value: str) -> list[str]:
+    from mmimic.sim import BACKENDS
+
+    out = [v.strip() for v in value.split(",") if v.strip()]
+    unknown = [b for b in out if b not in BACKENDS]
+    if not out or unknown:
+        raise argparse.ArgumentTypeError(f"unknown backend(s) {', '.join(unknown) or repr(value)}; "
+                                         f"known: {', '.join(BACKENDS)}")
+    return out
+
+
+def _backend(value: str) -> str:
+    out = _backends(value)
+    if len(out) != 1:
+        raise argparse.ArgumentTypeError(f"one backend here, got {value!r}")
+    return out[0]
+
+
+def _check_backends(backends: list[str], device: str, command: str) -> None:
+    """Fail with one line (not a traceback) when a backend cannot run on the device."""
+    from mmimic.sim import resolve_backend
+
+    for b in backends:
+        try:
+            resolve_backend(b, device)
+        except ValueError as exc:
+            raise SystemExit(f"mmimic {command}: {exc}") from None
 
 
 def _model(value: str) -> str:
@@ -63,12 +92,15 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     sweep = args.num_envs or ([4096] if args.device.startswith("cuda") else [64])
     iterations = args.steps or (20 if args.device.startswith("cuda") else 3)
     warmup = args.warmup if args.warmup is not None else 1
-    print(f"mmimic bench --train: {args.model} on {args.device}, envs {sweep}, {iterations} timed iterations "
-          f"after {warmup} warm-up (demo motions are made at first use)", flush=True)
+    print(f"mmimic bench --train: {args.model} on {args.device} ({', '.join(args.backend)}), envs {sweep}, "
+          f"{iterations} timed iterations after {warmup} warm-up (demo motions are made at first use)", flush=True)
+    overrides = list(args.overrides) + (["env.embodiment.remove_fingers=true"] if args.no_fingers else [])
+    overrides += [f"env.sim_threads={args.threads}"] if args.threads else []
     result = run_train_bench(args.model, args.device, sweep, iterations, warmup, command=args.command_line,
-                             progress=lambda msg: print(f"  ... {msg}", flush=True))
+                             progress=lambda msg: print(f"  ... {msg}", flush=True), backends=args.backend,
+                             config=args.config, overrides=overrides)
     print(format_train_table(result))
-    _write_result(args, result, f"bench-train-{args.model}")
+    _write_result(args, result, f"bench-train-{args.model}{'-nofingers' if args.no_fingers else ''}")
     print(f"train/env: {min(r['train_over_env'] for r in result['rows']):.3f} (goal >= 0.8)")
     return 0
 
@@ -77,21 +109,28 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from mmimic.bench import format_table, run_bench
 
     _quiet_warp(args.verbose)
+    _check_backends(args.backend, args.device, "bench")
     if args.train:
         return cmd_bench_train(args)
-    sweep = args.num_envs or ([1024, 4096, 8192] if args.device.startswith("cuda") else [4, 16])
+    if args.overrides or args.config:
+        raise SystemExit("mmimic bench: --config and KEY=VALUE overrides are for --train")
+    sweep = args.num_envs or ([1024, 4096, 8192] if args.device.startswith("cuda") else [16, 64])
     steps = args.steps or (200 if args.device.startswith("cuda") else 10)
     warmup = args.warmup if args.warmup is not None else (20 if args.device.startswith("cuda") else 2)
     options = {"remove_fingers": True} if args.no_fingers else {}
-    print(f"mmimic bench: {args.model} on {args.device}, worlds {sweep}, {steps} timed steps after {warmup} "
-          "warm-up (first run on a machine compiles warp kernels: ~1 min per model)", flush=True)
+    print(f"mmimic bench: {args.model} on {args.device} ({', '.join(args.backend)}), worlds {sweep}, {steps} timed "
+          f"steps after {warmup} warm-up (first run on a machine compiles warp kernels: ~1 min per model)", flush=True)
     result = run_bench(args.model, args.device, sweep, steps, warmup, options, command=args.command_line,
-                       progress=lambda msg: print(f"  ... {msg}", flush=True))
+                       progress=lambda msg: print(f"  ... {msg}", flush=True), backends=args.backend,
+                       threads=args.threads)
     print(format_table(result))
     _write_result(args, result, f"bench-{args.model}{'-nofingers' if args.no_fingers else ''}")
     if args.device.startswith("cuda") and max(sweep) >= 4096:
         worst = min(r["env_over_raw"] for r in result["rows"] if r["num_envs"] >= 4096)
         print(f"env/raw at >= 4096 worlds: {worst:.3f} (goal >= 0.9)")
+    c_rows = [r for r in result["rows"] if r["backend"] == "mujoco"]
+    if c_rows:
+        print(f"mujoco env/raw: {min(r['env_over_raw'] for r in c_rows):.3f} (goal >= 0.9)")
     return 0
 
 
@@ -103,16 +142,18 @@ def cmd_posture(args: argparse.Namespace) -> int:
     flags += [f"steps={args.steps}"] if args.steps is not None else []
     flags += ["env.embodiment.remove_fingers=true"] if args.no_fingers else []
     flags += [f"out_dir={args.out}"] if args.out is not None else []
+    flags += [f"env.backend={args.backend}"] if args.backend is not None else []
     try:
         cfg = load_run_config(args.config, flags + list(args.overrides))
     except Exception as exc:  # noqa: BLE001 - report config errors in one line
         raise SystemExit(f"mmimic posture: bad configuration: {exc}") from None
     cfg.env.device = _device(args.device if args.device is not None else cfg.env.device)
     _model(cfg.env.model)
-    print(f"mmimic posture: {cfg.env.model}, {cfg.env.num_envs} envs on {cfg.env.device}, {cfg.steps} steps. "
-          "Runs the posture-holding task of MuscleEnv with a random-excitation policy and logs reward, episode "
-          "length, early terminations and speed to TensorBoard. Nothing is learned: imitation training (PPO) "
-          "is not implemented yet.", flush=True)
+    _check_backends([cfg.env.backend], cfg.env.device, "posture")
+    print(f"mmimic posture: {cfg.env.model}, {cfg.env.num_envs} envs on {cfg.env.device} ({cfg.env.backend} "
+          f"backend), {cfg.steps} steps. Runs the posture-holding task of MuscleEnv with a random-excitation policy "
+          "and logs reward, episode length, early terminations and speed to TensorBoard. Nothing is learned "
+          "(imitation is trained by `mmimic train`).", flush=True)
     summary = run_posture_demo(cfg)
     for key, value in summary.items():
         print(f"  {key}: {value:.4g}" if isinstance(value, float) else f"  {key}: {value}")
@@ -198,10 +239,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     except Exception as exc:  # noqa: BLE001 - one line naming the bad key or file
         raise SystemExit(f"mmimic train: bad configuration: {exc}") from None
     cfg.env.device = _device(args.device or cfg.env.device)
+    if args.backend:
+        cfg.env.backend = args.backend
     _model(cfg.env.model)
-    if cfg.env.device == "cpu" and cfg.env.num_envs > 256:
-        print(f"note: {cfg.env.num_envs} envs on CPU will be slow (mujoco_warp on CPU runs ~100s of steps/s); "
-              "for a CPU try add env.num_envs=64, or use a GPU", flush=True)
+    _check_backends([cfg.env.backend], cfg.env.device, "train")
+    if cfg.env.device == "cpu" and str(cfg.env.num_envs).isdigit() and int(cfg.env.num_envs) > 256:
+        print(f"note: {cfg.env.num_envs} envs on CPU will be slow (a 2-core CPU runs ~1,000 bimanual env steps/s); "
+              "env.num_envs=auto picks a CPU-sized count", flush=True)
     try:
         trainer = Trainer(cfg)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
@@ -226,15 +270,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     b = sub.add_parser(
-        "bench", help="throughput of raw mujoco_warp vs MuscleEnv, and their ratio",
-        description="Measures, in one run and for each world count: raw mujoco_warp physics and control steps/s "
-                    "(CUDA graph on GPU), MuscleEnv.step_and_maybe_reset steps/s with random actions, and "
-                    "env/raw. Prints a table and writes JSON with device, versions and command.",
+        "bench", help="throughput of the raw simulator vs MuscleEnv, and their ratio, per backend",
+        description="Measures, in one run, for each backend and world count: raw simulator physics and control "
+                    "steps/s (mujoco_warp, CUDA graph on GPU; or the C backend's thread pool), "
+                    "MuscleEnv.step_and_maybe_reset steps/s with random actions, and env/raw; with two backends, "
+                    "their env speed ratio. Prints a table and writes JSON with device, versions and command.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     b.add_argument("--model", type=_model, default="bimanual", help="embodiment name")
+    b.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="--train only: training config overrides (e.g. ppo.epochs=3)")
     b.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda or cuda:K")
+    b.add_argument("--backend", type=_backends, default=["auto"],
+                   help="comma-separated simulator backends to measure in one run: warp (mujoco_warp), mujoco "
+                        "(MuJoCo's C engine, CPU), auto (warp on CUDA, mujoco on CPU); e.g. warp,mujoco")
+    b.add_argument("--threads", type=_positive(int), default=None,
+                   help="mujoco backend: simulator threads (default: the cores this process may use)")
+    b.add_argument("--config", default=None, help="--train only: experiment YAML to take the PPO/network settings from")
     b.add_argument("--num-envs", type=_int_list, default=None,
-                   help="comma-separated world counts (default: 1024,4096,8192 on CUDA, 4,16 on CPU)")
+                   help="comma-separated world counts (default: 1024,4096,8192 on CUDA, 16,64 on CPU)")
     b.add_argument("--steps", type=int, default=None, help="timed control steps per point (default 200 CUDA, 10 CPU)")
     b.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 20 CUDA, 2 CPU)")
     b.add_argument("--no-fingers", action="store_true", help="drop finger joints and muscles (64 / 354 muscles)")
@@ -258,6 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=None, help="experiment YAML (e.g. experiments/posture.yaml)")
     p.add_argument("--model", type=_model, default=None, help="embodiment name (config: env.model, default arm26)")
     p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:K (config: env.device)")
+    p.add_argument("--backend", type=_backend, default=None,
+                   help="simulator: auto (warp on CUDA, mujoco on CPU), warp, mujoco (config: env.backend)")
     p.add_argument("--num-envs", type=int, default=None, help="parallel worlds (config: env.num_envs)")
     p.add_argument("--steps", type=int, default=None, help="control steps to run (config: steps)")
     p.add_argument("--no-fingers", action="store_true", help="drop finger joints and muscles")
@@ -300,6 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides (dotted keys)")
     t.add_argument("--config", default=None, help="experiment YAML (e.g. experiments/bimanual.yaml)")
     t.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:K (config: env.device)")
+    t.add_argument("--backend", type=_backend, default=None,
+                   help="simulator: auto (warp on CUDA, MuJoCo's C engine on CPU), warp, mujoco (config: env.backend)")
     t.add_argument("--resume", default=None, help="run directory or checkpoint to continue")
     t.add_argument("-v", "--verbose", action="store_true", help="show warp's kernel compilation messages")
     t.set_defaults(func=cmd_train)

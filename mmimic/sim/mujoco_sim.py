@@ -118,9 +118,13 @@ class MujocoSim(SimBase):
         for i in worlds:
             d = self.datas[i]
             d.ctrl[:] = ctrl[i]
-            for _ in range(substeps):
-                mujoco.mj_step(m, d)
+            mujoco.mj_step(m, d, substeps)  # one call, one GIL release, for all substeps
             self._pull(i)
+
+    def _physics_chunk(self, worlds: np.ndarray) -> None:
+        m, substeps = self.model, self.substeps
+        for i in worlds:
+            mujoco.mj_step(m, self.datas[i], substeps)
 
     def _kinematics_chunk(self, worlds: np.ndarray) -> None:
         m = self.model
@@ -184,6 +188,11 @@ class MujocoSim(SimBase):
         self._run(self._step_chunk)
         self._remember_state()
         return self._after_step()
+
+    def physics_only_step(self) -> None:
+        """``substeps`` bare ``mj_step`` calls in every world through the pool, nothing copied in or out
+        and no checks: what ``mmimic bench`` times as the raw simulator. The views go stale."""
+        self._run(self._physics_chunk)
 
     def reset(self, mask: torch.Tensor, qpos: torch.Tensor | None = None, qvel: torch.Tensor | None = None,
               act: torch.Tensor | None = None) -> None:
