@@ -7,16 +7,17 @@ BIN    := $(VENV)/bin
 # CUDA build. CPU-only users who want to skip the CUDA wheels can set TORCH_PIP_ARGS to PyTorch's CPU index.
 TORCH          ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
-# Optional overrides of the experiment config: MODEL, DEVICE (auto|cpu|cuda|cuda:K), ENVS, STEPS.
+# Optional overrides of the experiment config: MODEL, DEVICE (auto|cpu|cuda|cuda:K),
+# BACKEND (auto|warp|mujoco: the simulator; auto = warp on CUDA, MuJoCo's C engine on CPU), ENVS, STEPS.
 RUNS   ?= runs
-RUN_FLAGS = $(if $(MODEL),--model $(MODEL)) $(if $(DEVICE),--device $(DEVICE)) \
+RUN_FLAGS = $(if $(MODEL),--model $(MODEL)) $(if $(DEVICE),--device $(DEVICE)) $(if $(BACKEND),--backend $(BACKEND)) \
             $(if $(ENVS),--num-envs $(ENVS)) $(if $(STEPS),--steps $(STEPS))
 
 .DEFAULT_GOAL := help
 .PHONY: help install test train train-bimanual train-fullbody train-smoke finetune posture bench motions tensorboard clean
 
 help: ## list the targets
-	@echo "mmimic make targets (variables: DEVICE=auto|cpu|cuda|cuda:K, MODEL=arm26|bimanual|myofullbody):"
+	@echo "mmimic make targets (variables: DEVICE=auto|cpu|cuda|cuda:K, BACKEND=auto|warp|mujoco, MODEL=arm26|bimanual|myofullbody):"
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(BIN)/python:
@@ -33,7 +34,8 @@ test: install ## run the test suite on CPU (~8 min; the first run on a machine a
 	$(BIN)/python -m pytest
 
 # Training: experiments/<name>.yaml plus ARGS="key=value ..." overrides; DEVICE picks the device.
-train_cmd = $(BIN)/mmimic train --config experiments/$(1).yaml $(if $(DEVICE),--device $(DEVICE)) out_dir=$(RUNS) $(ARGS)
+train_cmd = $(BIN)/mmimic train --config experiments/$(1).yaml $(if $(DEVICE),--device $(DEVICE)) \
+            $(if $(BACKEND),--backend $(BACKEND)) out_dir=$(RUNS) $(ARGS)
 
 train: install ## the bimanual generalist on the demo motions (experiments/bimanual.yaml; cuda if present)
 	$(call train_cmd,bimanual)
@@ -54,8 +56,8 @@ posture: install ## MuscleEnv's posture task with a random policy (experiments/p
 	$(BIN)/mmimic posture --config experiments/posture.yaml --out $(RUNS) $(RUN_FLAGS)
 
 bench: MODEL ?= bimanual
-bench: install ## raw mujoco_warp vs MuscleEnv throughput table + JSON in benchmarks/results/
-	$(BIN)/mmimic bench --model $(MODEL) $(if $(DEVICE),--device $(DEVICE))
+bench: install ## raw simulator vs MuscleEnv throughput table + JSON in benchmarks/results/ (BACKEND=warp,mujoco: both)
+	$(BIN)/mmimic bench --model $(MODEL) $(if $(DEVICE),--device $(DEVICE)) $(if $(BACKEND),--backend $(BACKEND))
 
 DATA ?= data
 motions: install ## synthesize the demo clips (AMASS format) and retarget them onto bimanual and myofullbody (~3 min CPU)

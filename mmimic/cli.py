@@ -30,15 +30,22 @@ def _int_list(value: str) -> list[int]:
     return out
 
 
+def _names_from(known, what: str):
+    """A parser of comma-separated names that must all be in ``known``."""
+    def parse(value: str) -> list[str]:
+        out = [v.strip() for v in value.split(",") if v.strip()]
+        unknown = [k for k in out if k not in known]
+        if not out or unknown:
+            raise argparse.ArgumentTypeError(f"unknown {what}(s) {', '.join(unknown) or repr(value)}; "
+                                             f"known: {', '.join(known)}")
+        return out
+    return parse
+
+
 def _backends(value: str) -> list[str]:
     from mmimic.sim import BACKENDS
 
-    out = [v.strip() for v in value.split(",") if v.strip()]
-    unknown = [b for b in out if b not in BACKENDS]
-    if not out or unknown:
-        raise argparse.ArgumentTypeError(f"unknown backend(s) {', '.join(unknown) or repr(value)}; "
-                                         f"known: {', '.join(BACKENDS)}")
-    return out
+    return _names_from(BACKENDS, "backend")(value)
 
 
 def _backend(value: str) -> str:
@@ -164,12 +171,7 @@ def cmd_posture(args: argparse.Namespace) -> int:
 def _kinds(value: str) -> list[str]:
     from mmimic.motion.synth import KINDS
 
-    out = [v.strip() for v in value.split(",") if v.strip()]
-    unknown = [k for k in out if k not in KINDS]
-    if not out or unknown:
-        raise argparse.ArgumentTypeError(f"unknown motion kind(s) {', '.join(unknown) or repr(value)}; "
-                                         f"known: {', '.join(KINDS)}")
-    return out
+    return _names_from(KINDS, "motion kind")(value)
 
 
 def _positive(kind):
@@ -255,6 +257,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     if last:
         print(f"  reward {last['reward/mean']:.4f}, episode length {last.get('episode/episode_length', float('nan')):.1f}")
     print(f"TensorBoard: tensorboard --logdir {Path(trainer.run_dir).parent}")
+    return 0
+
+
+def cmd_curve(args: argparse.Namespace) -> int:
+    from mmimic.bench.learning import record_learning
+
+    out = args.out or str(Path("benchmarks/results") / f"learning-{Path(args.run).name}")
+    try:
+        result = record_learning(args.run, out, command=args.run_command or "", note=args.note or "")
+    except (FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f"mmimic curve: {exc}") from None
+    s = result["summary"]
+    print(f"{args.run}: {s['env_steps']:,} env steps, {s['wall_minutes']} min")
+    for key, v in s.items():
+        if isinstance(v, dict):
+            print(f"  {key}: {v['start']:.4g} -> {v['end']:.4g}")
+    print(f"wrote {out}.json and {out}.png")
     return 0
 
 
@@ -360,6 +379,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", default=None, help="run directory or checkpoint to continue")
     t.add_argument("-v", "--verbose", action="store_true", help="show warp's kernel compilation messages")
     t.set_defaults(func=cmd_train)
+
+    c = sub.add_parser(
+        "curve", help="a training run's learning curves as JSON + PNG (evidence for benchmarks/results/)",
+        description="Reads RUN's TensorBoard events and writes OUT.json (rel-site error, joint error, episode "
+                    "length, early-termination rate, speed and reward against env steps and wall time; start/end "
+                    "summary; the run's config, the command that made it, versions) and OUT.png (the four curves).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    c.add_argument("run", help="run folder of `mmimic train` (runs/NAME-MODEL-TIME)")
+    c.add_argument("--out", default=None, help="output path without suffix (default benchmarks/results/learning-RUN)")
+    c.add_argument("--run-command", default=None, help="the command line that made the run, to record with it")
+    c.add_argument("--note", default=None, help="free text to record (machine, what was tuned)")
+    c.set_defaults(func=cmd_curve)
 
     r = sub.add_parser(
         "retarget", help="retarget AMASS/SMPL motions onto a muscle model, with QA metrics",

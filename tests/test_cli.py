@@ -23,18 +23,28 @@ def test_help_lists_subcommands(capsys):
 
 def test_bench_writes_table_and_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    assert main(["bench", "--model", "arm26", "--device", "cpu", "--num-envs", "2,3", "--steps", "3",
-                 "--warmup", "1", "--out", str(out)]) == 0
+    assert main(["bench", "--model", "arm26", "--device", "cpu", "--backend", "warp,mujoco", "--threads", "2",
+                 "--num-envs", "2,3", "--steps", "3", "--warmup", "1", "--out", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "env/raw" in text and f"wrote {out}" in text
+    assert "env/raw" in text and f"wrote {out}" in text and "mujoco / warp at 3 worlds" in text
     result = json.loads(out.read_text())
-    assert [r["num_envs"] for r in result["rows"]] == [2, 3]
+    assert [(r["backend"], r["num_envs"]) for r in result["rows"]] == [("warp", 2), ("warp", 3), ("mujoco", 2),
+                                                                         ("mujoco", 3)]
     for row in result["rows"]:
         assert row["raw_physics_steps_per_s"] == pytest.approx(5 * row["raw_control_steps_per_s"])
         assert row["env_over_raw"] == pytest.approx(row["env_steps_per_s"] / row["raw_control_steps_per_s"])
         assert row["env_steps_per_s"] > 0 and row["cuda_graph"] is False
+    env = {(r["backend"], r["num_envs"]): r["env_steps_per_s"] for r in result["rows"]}
+    assert result["mujoco_over_warp_env"]["3"] == pytest.approx(env["mujoco", 3] / env["warp", 3])
+    assert result["backends"] == ["warp", "mujoco"] and result["sim_threads"] == 2
     assert result["device"].startswith("cpu") and result["versions"]["mujoco-warp"] == "4.0.0"
     assert "--num-envs 2,3" in result["command"]
+
+
+def test_bench_rejects_unknown_backend(capsys):
+    with pytest.raises(SystemExit):
+        main(["bench", "--model", "arm26", "--backend", "warp,physx"])
+    assert "unknown backend(s) physx; known: auto, warp, mujoco" in capsys.readouterr().err
 
 
 def test_bench_rejects_unknown_model(capsys):

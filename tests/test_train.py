@@ -105,12 +105,49 @@ def test_adversarial_modes_log_discriminator_stats(arm_motions, tmp_path, mode):
 
 
 def test_cli_train_and_bad_config(arm_motions, tmp_path, capsys):
-    assert main(["train", "--config", "experiments/smoke.yaml", "--device", "cpu", f"env.motions={arm_motions}",
-                 f"out_dir={tmp_path}", "env.num_envs=4", "ppo.rollout_steps=4", "ppo.minibatches=1",
-                 "iterations=1"]) == 0
+    assert main(["train", "--config", "experiments/smoke.yaml", "--device", "cpu", "--backend", "mujoco",
+                 f"env.motions={arm_motions}", f"out_dir={tmp_path}", "env.num_envs=4", "ppo.rollout_steps=4",
+                 "ppo.minibatches=1", "iterations=1"]) == 0
     out = capsys.readouterr().out
     assert "done: 1 iterations" in out and "TensorBoard" in out
+    assert "MujocoSim('arm26'" in out and " m  joint-err " in out  # backend and tracking error shown
     with pytest.raises(SystemExit, match="bad configuration"):
         main(["train", "--config", "experiments/smoke.yaml", "ppo.no_such_option=1"])
     with pytest.raises(SystemExit, match="no such file"):
         main(["train", "--config", "experiments/smoke.yaml", "--device", "cpu", "env.motions=/nonexistent"])
+
+
+def test_curve_records_json_and_png_of_a_run(arm_motions, tmp_path, capsys):
+    import json
+
+    trainer = Trainer(small_config(arm_motions, tmp_path, "iterations=4"), log=lambda *_: None)
+    trainer.train()
+    out = tmp_path / "results" / "learning-arm26"
+    assert main(["curve", str(trainer.run_dir), "--out", str(out), "--run-command", "mmimic train X",
+                 "--note", "test"]) == 0
+    result = json.loads(out.with_suffix(".json").read_text())
+    assert result["command"] == "mmimic train X" and "num_envs: 8" in result["config_yaml"]
+    site = result["curves"]["site_rel_error_m"]
+    assert site["env_steps"] == [64, 128, 192, 256] and len(site["value"]) == 4 == len(site["wall_s"])
+    assert site["value"] == pytest.approx(scalars(trainer.run_dir)["tracking_errors/site_rel"])
+    for key in ("joint_pos_error_rad", "episode_length", "early_termination_rate"):
+        assert key in result["curves"]
+    summary = result["summary"]
+    assert summary["env_steps"] == 256 and summary["site_rel_error_m"]["end"] == pytest.approx(
+        sum(site["value"]) / 4)
+    png = out.with_suffix(".png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    assert "wrote" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="no TensorBoard event files"):
+        main(["curve", str(tmp_path / "nothing-here")])
+
+
+@pytest.mark.parametrize("name,envs", [("bimanual", 64), ("fullbody", 32), ("finetune", 64), ("smoke", 64)])
+def test_experiment_configs_load_and_size_themselves_for_this_cpu(name, envs, monkeypatch):
+    from mmimic.envs.muscle_env import resolve_env_config
+
+    cfg = load_config(TrainConfig, f"experiments/{name}.yaml", ["env.sim_threads=2"])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # what `auto` means on a CPU machine
+    env = resolve_env_config(cfg.env)
+    assert env.device == "cpu" and env.num_envs == envs
+    assert env.backend in ("auto", "mujoco")  # auto: the C engine on this device

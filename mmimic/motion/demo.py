@@ -16,17 +16,19 @@ DEMO_KINDS = {"arm26": ("reach",)}
 DEMO_COUNT = 3
 
 
-def ensure_demo_library(model: str, data_dir: str | Path = "data", jobs: int = 2, log=print) -> Path:
-    """Return ``DATA/motions/<model>``, synthesizing and retargeting the demo clips if missing."""
+def ensure_demo_library(model: str, data_dir: str | Path = "data", jobs: int = 2, log=print,
+                        remove_fingers: bool = False) -> Path:
+    """Return ``DATA/motions/<model>`` (``<model>-nofingers`` for the model with welded fingers, whose
+    joints differ), synthesizing and retargeting the demo clips if missing."""
     kinds = DEMO_KINDS.get(model, KINDS)
     synth_dir = Path(data_dir) / "synth" / "-".join(kinds) if model in DEMO_KINDS else Path(data_dir) / "synth" / "all"
-    out = Path(data_dir) / "motions" / model
+    out = Path(data_dir) / "motions" / (f"{model}-nofingers" if remove_fingers else model)
     if not any(synth_dir.glob("*.npz")):
         log(f"demo motions: synthesizing {', '.join(kinds)} x {DEMO_COUNT} into {synth_dir}")
         write_synth(synth_dir, kinds=kinds, count=DEMO_COUNT)
     if len(list(out.glob("*.npz"))) < len(list(synth_dir.glob("*.npz"))):
         log(f"demo motions: retargeting onto {model} into {out} (once)")
-        summary = retarget_dir(synth_dir, model, out, jobs=jobs)
+        summary = retarget_dir(synth_dir, model, out, jobs=jobs, remove_fingers=remove_fingers)
         if summary["aggregate"]["errors"]:
             raise RuntimeError(f"demo motions: {summary['aggregate']['errors']} clip(s) failed; see {out}/summary.json")
     return out

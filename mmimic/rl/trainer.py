@@ -47,6 +47,7 @@ class TrainConfig:
     ppo: PPOConfig = field(default_factory=PPOConfig)
     adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
     iterations: int = 500  # PPO updates
+    time_limit_min: float = 0.0  # > 0: also stop (with a checkpoint) after this many minutes of training
     out_dir: str = "runs"
     checkpoint_every: int = 50
     keep_checkpoints: int = 3
@@ -63,7 +64,9 @@ class Trainer:
         if not cfg.env.motions:
             from mmimic.motion.demo import ensure_demo_library
 
-            cfg.env.motions = str(ensure_demo_library(cfg.env.model, cfg.demo_data_dir, log=log))
+            cfg.env.motions = str(ensure_demo_library(cfg.env.model, cfg.demo_data_dir, log=log,
+                                                      remove_fingers=cfg.env.embodiment.remove_fingers))
+        torch.manual_seed(cfg.env.seed)  # network init and action noise: a run is reproducible from its config
         self.env = MuscleImitationEnv(cfg.env)
         self.td = self.env.reset()  # the env's current TensorDict, carried from rollout to rollout
         env, dev = self.env, self.env.device
@@ -203,18 +206,25 @@ class Trainer:
         cfg = self.cfg
         start, last = self.iteration, {}
         t_start = time.perf_counter()
+        limit = f", at most {cfg.time_limit_min:g} min" if cfg.time_limit_min > 0 else ""
         self.log(f"training {cfg.env.model} on {self.env.library.num_clips} clips, {self.env.num_envs} envs on "
-                 f"{self.env.device}, {cfg.iterations} iterations x {cfg.ppo.rollout_steps} steps; run dir "
-                 f"{self.run_dir}")
+                 f"{self.env.device} ({self.env.sim!r}), {cfg.iterations} iterations x {cfg.ppo.rollout_steps} "
+                 f"steps{limit}; run dir {self.run_dir}")
         try:
             while self.iteration < cfg.iterations:
+                if cfg.time_limit_min > 0 and time.perf_counter() - t_start >= 60.0 * cfg.time_limit_min:
+                    self.log(f"time limit of {cfg.time_limit_min:g} min reached at iteration {self.iteration}")
+                    break
                 last = self.train_iteration()
                 for k, v in last.items():
                     if isinstance(v, float) and math.isfinite(v):
                         self.writer.add_scalar(k, v, self.env_steps)
                 done = self.iteration - start
                 if self.iteration % cfg.log_every == 0 or self.iteration == cfg.iterations:
-                    eta = (time.perf_counter() - t_start) / done * (cfg.iterations - self.iteration)
+                    elapsed = time.perf_counter() - t_start
+                    eta = elapsed / done * (cfg.iterations - self.iteration)
+                    if cfg.time_limit_min > 0:
+                        eta = min(eta, max(60.0 * cfg.time_limit_min - elapsed, 0.0))
                     self.log(progress_line(self.iteration, cfg.iterations, self.env_steps, last, eta))
                 if self.iteration % cfg.checkpoint_every == 0:
                     save_checkpoint(self.run_dir, self.iteration, self.state(), cfg.keep_checkpoints)
@@ -226,8 +236,10 @@ class Trainer:
 
 
 def progress_line(it: int, total: int, steps: int, s: dict, eta_s: float) -> str:
-    et = s.get("episode/terminated_fraction", float("nan"))
+    nan = float("nan")
+    et = s.get("episode/terminated_fraction", nan)
     return (f"it {it}/{total}  steps {steps:,}  sps {s['speed/train_steps_per_s']:,.0f} "
             f"(env {s['speed/env_steps_per_s']:,.0f})  reward {s['reward/mean']:.3f}  "
-            f"early-term {et:.2f}  ep-len {s.get('episode/episode_length', float('nan')):.0f}  "
-            f"eta {_dt.timedelta(seconds=int(eta_s))}")
+            f"site-err {s.get('tracking_errors/site_rel', nan):.4f} m  joint-err "
+            f"{s.get('tracking_errors/joint_pos', nan):.3f} rad  early-term {et:.2f}  "
+            f"ep-len {s.get('episode/episode_length', nan):.0f}  eta {_dt.timedelta(seconds=int(eta_s))}")

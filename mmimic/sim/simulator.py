@@ -10,7 +10,8 @@ they never branch on the backend.
 Timing convention of both (that of ``mujoco.mj_step``): after ``step``, ``qpos/qvel/act/time`` are at
 the new time; quantities computed from positions (``xpos``, ``site_xpos``, ``actuator_length``,
 ``actuator_force``, ``sensordata``...) are those of the last physics substep's start, one physics step
-behind. After ``reset`` and ``forward_kinematics`` they are recomputed, in every world, for the state.
+behind. ``forward_kinematics`` recomputes them from the state in every world; ``reset`` recomputes them in
+the worlds it resets (WarpSim, whose kernels run over all worlds at once, in every world).
 """
 
 from __future__ import annotations
@@ -88,6 +89,9 @@ class Simulator(Protocol):
 
     def forward_kinematics(self) -> None:
         """Recompute positions, muscle lengths, velocities and forces from the state, in every world."""
+
+    def forward(self) -> None:
+        """Full ``mj_forward`` in every world (collision and constraint forces included)."""
 
     def find_unstable(self) -> torch.Tensor:
         """(N,) bool: non-finite state or speed above the limit."""
