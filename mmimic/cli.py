@@ -9,15 +9,12 @@ from pathlib import Path
 
 
 def _device(value: str) -> str:
-    import torch
+    from mmimic.sim import resolve_device
 
-    if value == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if value.startswith("cuda") and not torch.cuda.is_available():
-        raise argparse.ArgumentTypeError(f"device {value!r}: torch sees no CUDA device on this machine")
-    if not (value == "cpu" or value == "cuda" or (value.startswith("cuda:") and value[5:].isdigit())):
-        raise argparse.ArgumentTypeError(f"device must be auto, cpu, cuda or cuda:K, got {value!r}")
-    return value
+    try:
+        return resolve_device(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _int_list(value: str) -> list[int]:

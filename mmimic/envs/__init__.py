@@ -1,7 +1,8 @@
 """TorchRL environments over a simulator (mmimic.sim): ``MuscleEnv`` (posture holding) and ``MuscleImitationEnv``
 (tracking reference motions from a MotionLibrary)."""
 
-from mmimic.envs.config import ImitationTaskConfig, MuscleEnvConfig, MuscleImitationEnvConfig, PostureTaskConfig
+from mmimic.envs.config import MuscleEnvConfig, MuscleImitationEnvConfig
+from mmimic.envs.tasks import ImitationTaskConfig, PostureTaskConfig
 from mmimic.envs.imitation_env import MuscleImitationEnv
 from mmimic.envs.muscle_env import MuscleEnv
 

@@ -17,7 +17,10 @@ Both modes train ``D`` the same way (Peng et al. 2021, AMP):
          (+ AdamW weight decay on all weights)
 
 and reward the policy with ``r = max(0, 1 - 0.25 * (D(x) - 1)^2)`` in [0, 1] (1 at D = 1, 0 at
-D <= -1). The caller mixes it: ``mix(task, adv) = w_task * task + w_adv * adv``.
+D <= -1). ``AdversarialShaper`` is what the trainer uses: it trains ``D`` on each rollout and adds its
+part to the env's reward, ``w_task * env_reward + w_adv * r``, and 0 for a world that blew up (in
+error mode a blown-up world's zeroed errors look exactly like the real sample, so without this a
+policy could learn to blow up the simulator).
 
 Fake samples come half from the current rollout and half from a replay buffer of earlier policy
 samples (on the device, fixed capacity, random replacement once full), so ``D`` does not forget
@@ -36,6 +39,7 @@ import torch
 from tensordict import TensorDictBase
 from torch import nn
 
+from mmimic import keys
 from mmimic.rl.networks import mlp
 from mmimic.rl.normalizer import RunningNormalizer
 
@@ -277,15 +281,54 @@ class AdversarialReward(nn.Module):
         out["replay_size"] = float(len(self.replay))
         return out
 
-    # ------------------------------------------------------------------ checkpoints
-    def checkpoint(self) -> dict:
-        return {"model": self.state_dict(), "optimizer": self.optimizer.state_dict()}
-
-    def load_checkpoint(self, ckpt: dict, load_optimizer: bool = True) -> None:
-        self.load_state_dict(ckpt["model"])
-        if load_optimizer:
-            self.optimizer.load_state_dict(ckpt["optimizer"])
 
 
-__all__ = ["AdversarialConfig", "AdversarialReward", "FeatureReplay", "MODES", "error_features",
+class AdversarialShaper:
+    """Trains the discriminator on each rollout and rewrites the rollout's reward (see the module docstring).
+
+    ``task``: the env's task (``env.task``); AMP takes its ``motion_feature_keys`` observation entries and
+    its ``reference_transitions``, error mode the tracking errors it logs (``task.errors``).
+    """
+
+    def __init__(self, cfg: AdversarialConfig, task, obs_sizes: dict[str, int], device: torch.device | str = "cpu"):
+        self.cfg = cfg
+        self.task = task
+        if cfg.mode == "amp":
+            self.next_keys = tuple(task.motion_feature_keys)  # collect keeps them at t and t + 1
+            dim = 2 * sum(obs_sizes[k] for k in self.next_keys)
+        else:
+            self.next_keys = ()
+            dim = len(task.errors)
+        self.discriminator = AdversarialReward(dim, cfg, device)
+
+    def features(self, rollout: TensorDictBase) -> torch.Tensor:
+        """``[N, T, F]``: transitions (AMP) or tracking-error vectors (error mode) of the rollout."""
+        if self.cfg.mode == "amp":
+            return transition_features(rollout, rollout.get(keys.NEXT), self.next_keys)
+        return error_features(rollout.get(keys.TRACKING_ERRORS), list(self.task.errors))
+
+    def shape(self, rollout: TensorDictBase) -> dict:
+        """Train D on this rollout, then ``reward = w_task * reward + w_adv * D-reward`` (0 where unstable).
+        Returns D's statistics plus ``reward`` (the mean D-reward)."""
+        feats = self.features(rollout)
+        expert = (self.task.reference_transitions(feats.shape[0] * feats.shape[1])
+                  if self.cfg.mode == "amp" else None)
+        stats = self.discriminator.update(feats, expert)
+        d_reward = self.discriminator.reward(feats)
+        reward = self.discriminator.mix(rollout.get(keys.REWARD), d_reward)
+        rollout.set(keys.REWARD, torch.where(rollout.get(keys.UNSTABLE), torch.zeros_like(reward), reward))
+        stats["reward"] = float(d_reward.mean())
+        return stats
+
+    def state_dict(self) -> dict:
+        """Discriminator weights and input normalizer (``model``) and its optimizer."""
+        d = self.discriminator
+        return {"model": d.state_dict(), "optimizer": d.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.discriminator.load_state_dict(state["model"])
+        self.discriminator.optimizer.load_state_dict(state["optimizer"])
+
+
+__all__ = ["AdversarialConfig", "AdversarialReward", "AdversarialShaper", "FeatureReplay", "MODES", "error_features",
            "style_reward", "transition_features"]

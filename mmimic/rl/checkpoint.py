@@ -42,13 +42,13 @@ def resolve_checkpoint(where: str | Path) -> Path:
     return found[-1]
 
 
-def load_checkpoint(where: str | Path, device: torch.device | str = "cpu") -> tuple[dict, Path]:
+def read_checkpoint(where: str | Path, device: torch.device | str = "cpu") -> tuple[dict, Path]:
     path = resolve_checkpoint(where)
     try:
         state = torch.load(path, map_location=device, weights_only=False)
     except Exception as exc:  # noqa: BLE001 - name the file
         raise RuntimeError(f"{path}: cannot read checkpoint ({exc})") from None
-    for key in ("agent", "iteration", "config"):
+    for key in ("iteration", "config"):
         if key not in state:
             raise RuntimeError(f"{path}: not an mmimic checkpoint (missing {key!r})")
     return state, path

@@ -1,6 +1,10 @@
-"""PPO (clipped surrogate, GAE, KL-adaptive learning rate), written out step by step.
+"""PPO (clipped surrogate, GAE, KL-adaptive learning rate), written out step by step: the first
+``Learner`` (``mmimic.rl.learner``). ``act`` picks actions during collection, ``observe`` takes the
+collected ``[N, T]`` rollout (and computes ``next_value``, the critic's value of each step's true next
+observation), ``update`` learns from it; ``state_dict`` holds networks, normalizers, optimizer and
+counters.
 
-``PPO.update(rollout)`` runs, in this order:
+``PPO.update()`` runs, in this order:
 
 1. GAE over the ``[N, T]`` rollout (``compute_gae``). Terminated steps do not bootstrap;
    truncated steps bootstrap from ``next_value``, the critic's value of the *true* final
@@ -55,12 +59,13 @@ lines each); TensorDict carries the rollout and torchrl the environments.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
-from tensordict import TensorDictBase
+from tensordict import TensorDict, TensorDictBase
 from torch import nn
 
+from mmimic import keys
 from mmimic.rl.networks import (Critic, GaussianActor, NetworkConfig, gaussian_entropy, gaussian_kl,
                                 gaussian_log_prob)
 from mmimic.rl.normalizer import RunningNormalizer
@@ -155,16 +160,17 @@ def compute_gae(reward: torch.Tensor, value: torch.Tensor, next_value: torch.Ten
     return advantage, advantage + value
 
 
-class PPO(nn.Module):
-    """Actor, critic, observation normalizers and their optimizer. See the module docstring.
+class PPO:
+    """Actor, critic, observation normalizers and their optimizer; a ``Learner``. See the module docstring.
 
     ``obs_dim``: size of ``cfg.actor_obs_key``; ``critic_obs_dim``: size of ``cfg.critic_obs_key``
     (defaults to ``obs_dim``).
     """
 
+    name = "ppo"  # TensorBoard group of its statistics
+
     def __init__(self, obs_dim: int, action_dim: int, cfg: PPOConfig | None = None,
                  device: torch.device | str = "cpu", critic_obs_dim: int | None = None):
-        super().__init__()
         cfg = cfg or PPOConfig()
         cfg.validate()
         self.cfg = cfg
@@ -183,17 +189,37 @@ class PPO(nn.Module):
                                       else RunningNormalizer(self.critic_obs_dim, clip=cfg.obs_clip))
         else:
             self.actor_normalizer = self.critic_normalizer = nn.Identity()
-        self.to(self.device)
+        # every module in one container: weights, device moves, train/eval mode
+        self.nets = nn.ModuleDict({"actor": self.actor, "critic": self.critic,
+                                   "actor_normalizer": self.actor_normalizer,
+                                   "critic_normalizer": self.critic_normalizer}).to(self.device)
         # A tensor learning rate on the device, read in place by the optimizer: the schedules
         # change it without a host round trip. Fused Adam accepts it and does not sync.
         lr = torch.tensor(float(cfg.lr), device=self.device)
         self.optimizer = torch.optim.Adam(self._trainable(), lr=lr, eps=cfg.adam_eps,
                                           fused=self.device.type in ("cuda", "cpu"))
         self.num_updates = 0
+        self._rollout: TensorDictBase | None = None
+
+    @classmethod
+    def for_env(cls, env, cfg: PPOConfig | None = None) -> "PPO":
+        """A PPO sized for ``env`` (its observation entries and action spec), on the env's device."""
+        cfg = cfg or PPOConfig()
+        spec = env.observation_spec
+        for key in (cfg.actor_obs_key, cfg.critic_obs_key):
+            if key not in spec.keys():
+                raise KeyError(f"PPO: the env has no observation entry {key!r} (has {sorted(map(str, spec.keys()))})")
+        return cls(spec[cfg.actor_obs_key].shape[-1], env.action_spec.shape[-1], cfg, env.device,
+                   critic_obs_dim=spec[cfg.critic_obs_key].shape[-1])
 
     # ------------------------------------------------------------------ helpers
     def _trainable(self) -> list[nn.Parameter]:
         return [*self.actor.parameters(), *self.critic.parameters()]
+
+    @property
+    def steps_per_update(self) -> int:
+        """Env steps per env collected for one update (``rollout_steps``)."""
+        return int(self.cfg.rollout_steps)
 
     @property
     def lr(self) -> torch.Tensor:
@@ -211,21 +237,29 @@ class PPO(nn.Module):
             return obs.get(self.cfg.actor_obs_key), obs.get(self.cfg.critic_obs_key)
         return obs, obs
 
+    def train(self, mode: bool = True) -> "PPO":
+        """Training mode (the normalizers learn in ``update``); ``eval()`` freezes them."""
+        self.nets.train(mode)
+        return self
+
+    def eval(self) -> "PPO":
+        return self.train(False)
+
     # ------------------------------------------------------------------ acting
     @torch.no_grad()
-    def act(self, obs: torch.Tensor | TensorDictBase, deterministic: bool = False
-            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(action (N, A), log_prob (N,), value (N,))``. ``obs``: a tensor (actor and critic both
-        read it) or a TensorDict with ``cfg.actor_obs_key`` / ``cfg.critic_obs_key``.
-        ``deterministic=True`` returns the mean action (evaluation)."""
+    def act(self, obs: torch.Tensor | TensorDictBase, deterministic: bool = False) -> TensorDict:
+        """``action (N, A)``, ``log_prob (N,)``, ``value (N,)`` as a TensorDict (``collect`` stores them).
+        ``obs``: a tensor (actor and critic both read it) or a TensorDict with ``cfg.actor_obs_key`` /
+        ``cfg.critic_obs_key``. ``deterministic=True`` returns the mean action (evaluation)."""
         actor_obs, critic_obs = self._split(obs)
         action, log_prob, _ = self.actor.sample(self.actor_normalizer(actor_obs), deterministic)
         value = self.critic(self.critic_normalizer(critic_obs))
-        return action, log_prob, value
+        return TensorDict({keys.ACTION: action, keys.LOG_PROB: log_prob, keys.VALUE: value},
+                          batch_size=actor_obs.shape[:-1], device=actor_obs.device)
 
     @torch.no_grad()
     def value(self, obs: torch.Tensor | TensorDictBase) -> torch.Tensor:
-        """Critic value ``(N,)`` of (raw) observations."""
+        """Critic value ``(...)`` of (raw) observations ``(..., obs)``."""
         return self.critic(self.critic_normalizer(self._split(obs)[1]))
 
     @torch.no_grad()
@@ -246,9 +280,27 @@ class PPO(nn.Module):
     def set_lr(self, value: float) -> None:
         self.lr.fill_(float(value))
 
+    # ------------------------------------------------------------------ observing
+    @torch.no_grad()
+    def observe(self, rollout: TensorDictBase) -> None:
+        """Take a ``[N, T]`` rollout from ``collect`` for the next ``update``. Adds ``next_value`` (the
+        critic's value of ``rollout["next"][critic key]``, the true next observation: for a truncated step
+        the final one, not the reset one) unless the rollout has it already. The normalizers are those the
+        rollout was collected under (they change only at the end of ``update``), so this equals the value
+        the critic gave at collection time."""
+        if isinstance(rollout, TensorDictBase) and keys.NEXT_VALUE not in rollout.keys():
+            key = self.cfg.critic_obs_key
+            if (keys.NEXT, key) not in rollout.keys(include_nested=True):
+                raise KeyError(f"PPO.observe: the rollout has neither {keys.NEXT_VALUE!r} nor ('next', {key!r}) "
+                               "(collect stores the next observation of every key the learner reads)")
+            rollout.set(keys.NEXT_VALUE, self.value(rollout.get((keys.NEXT, key))))
+        self._check_rollout(rollout)
+        self._rollout = rollout
+
     # ------------------------------------------------------------------ learning
-    def update(self, rollout: TensorDictBase, sync: bool = True) -> dict:
-        """One PPO update on a ``[N, T]`` rollout from ``collect`` (see the module docstring).
+    def update(self, rollout: TensorDictBase | None = None, sync: bool = True) -> dict:
+        """One PPO update on the observed rollout (or on ``rollout``: ``observe`` it first). See the
+        module docstring.
 
         Reads ``cfg.actor_obs_key`` (and ``cfg.critic_obs_key``) ``(N, T, obs)``, ``action``
         ``(N, T, A)``, ``log_prob``, ``value``, ``next_value``, ``reward`` ``(N, T)`` and bool
@@ -258,25 +310,29 @@ class PPO(nn.Module):
         ``sync=False`` returns them as 0-d device tensors instead (no host transfer at all).
         """
         cfg = self.cfg
-        self._check_rollout(rollout)
+        if rollout is not None:
+            self.observe(rollout)
+        if self._rollout is None:
+            raise RuntimeError("PPO.update: no rollout observed since the last update (call observe first)")
+        rollout, self._rollout = self._rollout, None
         n_envs, n_steps = rollout.batch_size
         batch = n_envs * n_steps
         if batch < cfg.minibatches:
             raise ValueError(f"PPO.update: {batch} samples cannot make {cfg.minibatches} minibatches")
 
         # 1. advantages and returns (GAE; terminated: no bootstrap, truncated: bootstrap from next_value)
-        advantage, returns = compute_gae(rollout.get("reward"), rollout.get("value"),
-                                         rollout.get("next_value"), rollout.get("terminated"),
-                                         rollout.get("done"), cfg.gamma, cfg.gae_lambda)
+        advantage, returns = compute_gae(rollout.get(keys.REWARD), rollout.get(keys.VALUE),
+                                         rollout.get(keys.NEXT_VALUE), rollout.get(keys.TERMINATED),
+                                         rollout.get(keys.DONE), cfg.gamma, cfg.gae_lambda)
 
         # 2. flat samples; observations normalized once (normalizers are frozen during the update)
         with torch.no_grad():
             actor_obs = self.actor_normalizer(rollout.get(cfg.actor_obs_key).reshape(batch, -1))
             critic_obs = (actor_obs if self.shared_obs
                           else self.critic_normalizer(rollout.get(cfg.critic_obs_key).reshape(batch, -1)))
-        actions = rollout.get("action").reshape(batch, -1)
-        old_log_prob = rollout.get("log_prob").reshape(batch)
-        old_value = rollout.get("value").reshape(batch)
+        actions = rollout.get(keys.ACTION).reshape(batch, -1)
+        old_log_prob = rollout.get(keys.LOG_PROB).reshape(batch)
+        old_value = rollout.get(keys.VALUE).reshape(batch)
         advantage, returns = advantage.reshape(batch), returns.reshape(batch)
 
         # 3. the behaviour policy (unchanged since collection), for the analytic KL
@@ -366,14 +422,15 @@ class PPO(nn.Module):
         if not isinstance(rollout, TensorDictBase) or rollout.batch_dims != 2:
             raise ValueError(f"PPO.update: expected a TensorDict with batch [N, T], got "
                              f"{type(rollout).__name__} {getattr(rollout, 'batch_size', None)}")
-        keys = set(rollout.keys())
-        need = {*self.obs_keys, "action", "log_prob", "value", "next_value", "reward", "terminated", "done"}
-        missing = sorted(need - keys)
+        have = set(rollout.keys())
+        need = {*self.obs_keys, keys.ACTION, keys.LOG_PROB, keys.VALUE, keys.NEXT_VALUE, keys.REWARD, keys.TERMINATED,
+                keys.DONE}
+        missing = sorted(need - have)
         if missing:
-            raise KeyError(f"PPO.update: rollout lacks {missing} (has {sorted(map(str, keys))})")
-        shapes = {"action": (self.action_dim,), self.cfg.actor_obs_key: (self.obs_dim,),
+            raise KeyError(f"PPO.update: rollout lacks {missing} (has {sorted(map(str, have))})")
+        shapes = {keys.ACTION: (self.action_dim,), self.cfg.actor_obs_key: (self.obs_dim,),
                   self.cfg.critic_obs_key: (self.critic_obs_dim,)}
-        for key in ("log_prob", "value", "next_value", "reward", "terminated", "done"):
+        for key in (keys.LOG_PROB, keys.VALUE, keys.NEXT_VALUE, keys.REWARD, keys.TERMINATED, keys.DONE):
             shapes[key] = ()
         for key, tail in shapes.items():
             got = tuple(rollout.get(key).shape)
@@ -381,24 +438,26 @@ class PPO(nn.Module):
                 raise ValueError(f"PPO.update: rollout[{key!r}] has shape {got}, expected "
                                  f"{(*rollout.batch_size, *tail)}")
 
-    # ------------------------------------------------------------------ checkpoints
-    def checkpoint(self) -> dict:
-        """Everything needed to resume: networks + normalizers, optimizer (with lr), counters, config."""
-        return {"model": self.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "num_updates": self.num_updates, "config": asdict(self.cfg)}
+    # ------------------------------------------------------------------ saving
+    def state_dict(self) -> dict:
+        """Everything needed to resume: networks + normalizers (``model``), optimizer (with the lr), counters."""
+        return {"model": self.nets.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "num_updates": self.num_updates}
 
-    def load_checkpoint(self, ckpt: dict, load_optimizer: bool = True) -> None:
+    def load_state_dict(self, state: dict, load_optimizer: bool = True) -> None:
+        """Restore ``state_dict()``; ``load_optimizer=False`` takes the weights and normalizers only
+        (fine-tuning, or copying a policy)."""
         for key in ("model", "optimizer", "num_updates"):
-            if key not in ckpt:
-                raise KeyError(f"PPO.load_checkpoint: checkpoint lacks {key!r} (has {sorted(ckpt)})")
-        self.load_state_dict(ckpt["model"])
+            if key not in state:
+                raise KeyError(f"PPO.load_state_dict: the state lacks {key!r} (has {sorted(state)})")
+        self.nets.load_state_dict(state["model"])
         if load_optimizer:
-            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.optimizer.load_state_dict(state["optimizer"])
             # keep the lr a device tensor (older checkpoints or another device may hold a float)
             lr = self.optimizer.param_groups[0]["lr"]
             self.optimizer.param_groups[0]["lr"] = torch.as_tensor(lr, dtype=torch.float32,
                                                                    device=self.device).clone()
-        self.num_updates = int(ckpt["num_updates"])
+            self.num_updates = int(state["num_updates"])
 
 
 __all__ = ["PPO", "PPOConfig", "SCHEDULES", "compute_gae"]

@@ -1,6 +1,6 @@
 """Rollout collection over one batched TorchRL env (``batch_size=[N]``), on the env's device.
 
-``collect(env, agent, steps, td)`` calls ``env.step_and_maybe_reset`` ``steps`` times and returns
+``collect(env, learner, steps, td)`` calls ``env.step_and_maybe_reset`` ``steps`` times and returns
 ``(rollout, td)``: a TensorDict with batch ``[N, T]`` and the env's TensorDict to continue from.
 
 How torchrl 0.14.1's ``step_and_maybe_reset(td)`` returns (checked in tests/test_ppo.py):
@@ -8,24 +8,20 @@ How torchrl 0.14.1's ``step_and_maybe_reset(td)`` returns (checked in tests/test
 ``action``) with ``out["next"]`` holding what the step produced: reward, done flags and the
 *true* next observation, even for the worlds that were reset. ``td_next`` is the input of the
 next step: the next observation where the episode goes on, the reset observation where it ended
-(and done flags cleared). So the value needed to bootstrap a truncated step is the critic's
-value of ``out["next"]``, which ``collect`` computes at every step (one extra critic pass; where
-the episode goes on it equals the next step's value).
+(and done flags cleared). So a learner that bootstraps a truncated step must use ``rollout["next"]``,
+which ``collect`` keeps.
 
 Rollout entries (all ``[N, T, ...]``):
 
-- the agent's observation entries (``agent.obs_keys``) at t;
-- ``action (N, T, A)``, ``log_prob``, ``value``: what the agent did and thought at t;
-- ``reward``, ``next_value`` (V of the true next observation), bool ``terminated``,
-  ``truncated``, ``done``: all ``(N, T)``;
-- for every ``next_keys`` entry: ``key`` at t and ``("next", key)``, the true next observation
-  (for AMP transition features: ``transition_features(rollout, rollout["next"], keys)``);
+- the learner's observation entries (``learner.obs_keys``) and ``next_keys`` at t;
+- every entry of ``learner.act`` (``action (N, T, A)``, and e.g. ``log_prob``, ``value``);
+- ``reward``, bool ``terminated``, ``truncated``, ``done``, and ``unstable`` when the env writes it;
+- ``next``: the same observation entries at t + 1 (the true next observation);
 - ``reward_terms`` / ``tracking_errors`` sub-TensorDicts when the env's step returns them (for
-  logging and the error discriminator); absent otherwise.
+  logging and the error discriminator).
 
-The agent needs ``obs_keys``, ``act(td) -> (action, log_prob, value)`` and ``value(td)``
-(``mmimic.rl.PPO`` has them). ``collect`` runs under ``torch.no_grad``. torchrl itself reads one
-boolean per step (``any_done``, to decide whether to reset): that is the only host sync.
+``collect`` runs under ``torch.no_grad``. torchrl itself reads one boolean per step (``any_done``,
+to decide whether to reset): that is the only host sync.
 """
 
 from __future__ import annotations
@@ -35,57 +31,44 @@ from collections.abc import Sequence
 import torch
 from tensordict import TensorDict, TensorDictBase
 
-OPTIONAL_KEYS = ("reward_terms", "tracking_errors")
+from mmimic import keys
+
+OPTIONAL_KEYS = (keys.REWARD_TERMS, keys.TRACKING_ERRORS)
+FLAGS = (keys.TERMINATED, keys.TRUNCATED, keys.DONE)
 
 
 @torch.no_grad()
-def collect(env, agent, steps: int, td: TensorDictBase, next_keys: Sequence[str] = (),
+def collect(env, learner, steps: int, td: TensorDictBase, next_keys: Sequence[str] = (),
             extra_keys: Sequence[str] = OPTIONAL_KEYS) -> tuple[TensorDict, TensorDictBase]:
-    """Run ``steps`` env steps with ``agent``; returns ``(rollout [N, T], td to continue from)``."""
+    """Run ``steps`` env steps with ``learner``; returns ``(rollout [N, T], td to continue from)``."""
     if int(steps) < 1:
         raise ValueError(f"collect: steps must be >= 1, got {steps!r}")
     if td.batch_dims != 1:
         raise ValueError(f"collect: expected the env's TensorDict with batch [N], got {td.batch_size}")
-    obs_keys = tuple(agent.obs_keys)
-    missing = [k for k in (*obs_keys, *next_keys) if k not in td.keys()]
+    obs_keys = tuple(dict.fromkeys((*learner.obs_keys, *next_keys)))  # entries kept at t and t + 1
+    missing = [k for k in obs_keys if k not in td.keys()]
     if missing:
         raise KeyError(f"collect: the env's TensorDict lacks {missing} (has {sorted(map(str, td.keys()))})")
-    stored_obs = tuple(dict.fromkeys((*obs_keys, *next_keys)))  # entries kept at t
-    columns: dict = {k: [] for k in (*stored_obs, "action", "log_prob", "value", "reward", "next_value",
-                                     "terminated", "truncated", "done")}
-    nexts: dict = {k: [] for k in next_keys}
-    extras: dict = {}
+    steps_out: list[TensorDict] = []
     for _ in range(int(steps)):
         # act on the observation at t
-        action, log_prob, value = agent.act(td)
-        for k in stored_obs:
-            columns[k].append(td.get(k))
-        td.set("action", action)
+        acted = learner.act(td)
+        step = td.select(*obs_keys).update(acted)
+        td.set(keys.ACTION, acted.get(keys.ACTION))
         # step; done worlds are reset inside, out["next"] keeps their true final observation
         out, td = env.step_and_maybe_reset(td)
-        nxt = out.get("next")
-        columns["action"].append(action)
-        columns["log_prob"].append(log_prob)
-        columns["value"].append(value)
-        columns["reward"].append(nxt.get("reward").reshape(-1))
-        columns["next_value"].append(agent.value(nxt))
-        for k in ("terminated", "truncated", "done"):
-            columns[k].append(nxt.get(k).reshape(-1))
-        for k in next_keys:
-            nexts[k].append(nxt.get(k))
+        nxt = out.get(keys.NEXT)
+        step.set(keys.REWARD, nxt.get(keys.REWARD).reshape(-1))
+        for k in FLAGS:
+            step.set(k, nxt.get(k).reshape(-1))
+        if keys.UNSTABLE in nxt.keys():
+            step.set(keys.UNSTABLE, nxt.get(keys.UNSTABLE).reshape(-1))
         for k in extra_keys:
             if k in nxt.keys():
-                extras.setdefault(k, []).append(nxt.get(k))
-    n = td.batch_size[0]
-    data = {k: torch.stack(v, dim=1) for k, v in columns.items()}
-    rollout = TensorDict(data, batch_size=[n, int(steps)], device=td.device)
-    if next_keys:
-        rollout.set("next", TensorDict({k: torch.stack(v, dim=1) for k, v in nexts.items()},
-                                       batch_size=[n, int(steps)], device=td.device))
-    for k, v in extras.items():
-        if len(v) == int(steps):  # present at every step
-            rollout.set(k, torch.stack(v, dim=1))
-    return rollout, td
+                step.set(k, nxt.get(k))
+        step.set(keys.NEXT, nxt.select(*obs_keys))
+        steps_out.append(step)
+    return torch.stack(steps_out, dim=1), td
 
 
 class EpisodeStats:
@@ -103,8 +86,8 @@ class EpisodeStats:
 
     @torch.no_grad()
     def update(self, rollout: TensorDictBase) -> None:
-        reward, done = rollout.get("reward"), rollout.get("done")
-        terminated, truncated = rollout.get("terminated"), rollout.get("truncated")
+        reward, done = rollout.get(keys.REWARD), rollout.get(keys.DONE)
+        terminated, truncated = rollout.get(keys.TERMINATED), rollout.get(keys.TRUNCATED)
         for t in range(reward.shape[1]):
             self.running_return += reward[:, t]
             self.running_length += 1

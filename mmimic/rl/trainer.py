@@ -1,18 +1,19 @@
-"""The training loop of ``mmimic train``: PPO (+ optional adversarial reward) on MuscleImitationEnv.
+"""The training loop of ``mmimic train``: a ``Learner`` (PPO) (+ optional adversarial reward) on
+MuscleImitationEnv.
 
 One iteration, in order (every step visible, CleanRL-style):
-1. ``collect`` T steps of N envs with the current policy (rollout ``[N, T]`` on the device);
-2. adversarial mode: train the discriminator on this rollout's features (AMP: policy transitions
-   vs reference-motion transitions; error: tracking-error vectors vs zero), then rewrite the reward
-   as ``w_task * tracking + w_adv * discriminator + penalties``;
-3. PPO update (GAE that bootstraps truncated steps, clipped surrogate, value loss, epochs x
-   minibatches); it then feeds the rollout to the observation normalizers (after the update, so
-   the stored log-probs and the update see the same normalization);
+1. ``collect`` T steps of N envs with the learner's policy (rollout ``[N, T]`` on the device);
+2. adversarial mode: the shaper trains the discriminator on this rollout's features (AMP: policy
+   transitions vs reference-motion transitions; error: tracking-error vectors vs zero), then
+   rewrites the reward as ``w_task * env reward + w_adv * discriminator`` (0 where a world blew up);
+3. ``learner.observe(rollout)``, ``learner.update()`` (PPO: GAE that bootstraps truncated steps,
+   clipped surrogate, value loss, epochs x minibatches, then the observation normalizers learn);
 4. log to TensorBoard and the progress line; checkpoint every ``checkpoint_every`` iterations.
 
 Run folder: ``config.yaml`` (resolved), TensorBoard events, ``checkpoints/ckpt_<it>.pt`` (atomic,
-last k kept). Resume restores model, optimizer, normalizers, discriminator, counters, per-clip
-statistics and RNG states; fine-tuning (``init_from``) takes the weights and normalizers only.
+last k kept). A checkpoint is the learner's and the shaper's ``state_dict`` plus the trainer's
+counters, per-clip statistics and RNG states; resume restores all of it, fine-tuning (``init_from``)
+the learner's weights and normalizers only.
 """
 
 from __future__ import annotations
@@ -26,15 +27,14 @@ from pathlib import Path
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
+from mmimic import keys
 from mmimic.config import to_yaml
 from mmimic.envs import MuscleImitationEnv, MuscleImitationEnvConfig
-from mmimic.envs.muscle_env import VEL_SCALE
-from mmimic.rl.amp import AdversarialConfig, AdversarialReward, error_features, transition_features
-from mmimic.rl.checkpoint import load_checkpoint, save_checkpoint
+from mmimic.rl.amp import AdversarialConfig, AdversarialShaper
+from mmimic.rl.checkpoint import read_checkpoint, save_checkpoint
+from mmimic.rl.learner import Learner
 from mmimic.rl.ppo import PPO, PPOConfig
 from mmimic.rl.rollout import EpisodeStats, collect
-
-AMP_ENTRIES = ("joint_pos", "joint_vel")  # observation entries AMP compares (the reference has both)
 
 
 @dataclass
@@ -58,6 +58,18 @@ class TrainConfig:
     demo_data_dir: str = "data"
 
 
+def upgrade_checkpoint(state: dict) -> dict:
+    """Checkpoints written before the Learner interface (``agent``/``optimizer``/``num_updates`` at the top,
+    ``adversarial``) -> the current layout (``learner``, ``shaper``)."""
+    if "learner" in state or "agent" not in state:
+        return state
+    state = dict(state)
+    state["learner"] = {"model": state.pop("agent"), "optimizer": state.pop("optimizer"),
+                        "num_updates": state.pop("num_updates")}
+    state["shaper"] = state.pop("adversarial", None)
+    return state
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, run_dir: Path | None = None, log=print):
         self.cfg, self.log = cfg, log
@@ -71,19 +83,13 @@ class Trainer:
         self.td = self.env.reset()  # the env's current TensorDict, carried from rollout to rollout
         env, dev = self.env, self.env.device
         obs_spec = env.observation_spec
-        critic_dim = obs_spec[cfg.ppo.critic_obs_key].shape[-1]
-        self.agent = PPO(obs_spec[cfg.ppo.actor_obs_key].shape[-1], env.action_spec.shape[-1], cfg.ppo, dev,
-                         critic_obs_dim=critic_dim)
-        self.adv = None
+        self.learner: Learner = PPO.for_env(env, cfg.ppo)
+        self.shaper = None
         if cfg.adversarial.mode != "none":
-            dim = (2 * sum(obs_spec[k].shape[-1] for k in AMP_ENTRIES) if cfg.adversarial.mode == "amp"
-                   else len(env.tracking_error_names))
-            self.adv = AdversarialReward(dim, cfg.adversarial, dev)
+            sizes = {k: obs_spec[k].shape[-1] for k in env.task.observations}
+            self.shaper = AdversarialShaper(cfg.adversarial, env.task, sizes, dev)
         self.iteration, self.env_steps = 0, 0
         self.stats = EpisodeStats(env.num_envs, dev)
-        weights = env.reward_weights()
-        self.tracking_terms = [k for k, w in weights.items() if w > 0]
-        self.penalty_terms = [k for k, w in weights.items() if w <= 0]
         if cfg.resume:
             self.run_dir = Path(run_dir or self._resume(cfg.resume))
         else:
@@ -97,99 +103,83 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def state(self) -> dict:
+        """The checkpoint: the learner's and the shaper's states plus the trainer's counters."""
         env = self.env
         rng = {"torch": torch.get_rng_state(), "env": env.rng.get_state()}
         if env.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(env.device)
-        return {"agent": self.agent.state_dict(), "optimizer": self.agent.optimizer.state_dict(),
-                "num_updates": self.agent.num_updates, "adversarial": self.adv.checkpoint() if self.adv else None,
+        return {"learner": self.learner.state_dict(),
+                "shaper": self.shaper.state_dict() if self.shaper else None,
                 "iteration": self.iteration, "env_steps": self.env_steps, "rng": rng,
-                "clip_stats": {"episodes": env.clip_episodes, "failures": env.clip_failures},
+                "clip_stats": {"episodes": env.task.clip_episodes, "failures": env.task.clip_failures},
                 "config": to_yaml(self.cfg)}
 
-    def _load_agent(self, state: dict, path: Path) -> None:
+    def _read(self, where: str) -> tuple[dict, Path]:
+        state, path = read_checkpoint(where, self.env.device)
+        state = upgrade_checkpoint(state)
+        if "learner" not in state:
+            raise RuntimeError(f"{path}: not an mmimic training checkpoint (no learner state)")
+        return state, path
+
+    def _load_learner(self, state: dict, path: Path, load_optimizer: bool) -> None:
         try:
-            self.agent.load_state_dict(state["agent"])
+            self.learner.load_state_dict(state["learner"], load_optimizer=load_optimizer)
         except RuntimeError as exc:
             raise RuntimeError(f"{path}: the checkpoint's networks do not fit this env/config "
                                f"(model, observation options or network sizes differ): {exc}") from None
 
     def _resume(self, where: str) -> Path:
         """Restore everything from a checkpoint; returns its run folder."""
-        state, path = load_checkpoint(where, self.env.device)
-        self._load_agent(state, path)
-        self.agent.optimizer.load_state_dict(state["optimizer"])
-        self.agent.num_updates = state["num_updates"]
-        if self.adv is not None and state.get("adversarial"):
-            self.adv.load_checkpoint(state["adversarial"])
+        state, path = self._read(where)
+        self._load_learner(state, path, load_optimizer=True)
+        if self.shaper is not None and state.get("shaper"):
+            self.shaper.load_state_dict(state["shaper"])
         self.iteration, self.env_steps = state["iteration"], state["env_steps"]
         torch.set_rng_state(state["rng"]["torch"])
         self.env.rng.set_state(state["rng"]["env"])
         if "cuda" in state["rng"] and self.env.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.env.device)
-        stats = state["clip_stats"]
-        if stats["episodes"].shape == self.env.clip_episodes.shape:
-            self.env.clip_episodes.copy_(stats["episodes"])
-            self.env.clip_failures.copy_(stats["failures"])
+        stats, task = state["clip_stats"], self.env.task
+        if stats["episodes"].shape == task.clip_episodes.shape:
+            task.clip_episodes.copy_(stats["episodes"])
+            task.clip_failures.copy_(stats["failures"])
         self.log(f"resumed from {path} at iteration {self.iteration} ({self.env_steps:,} env steps)")
         return path.parent.parent
 
     def _init_from(self, where: str) -> None:
-        state, path = load_checkpoint(where, self.env.device)
-        self._load_agent(state, path)
+        state, path = self._read(where)
+        self._load_learner(state, path, load_optimizer=False)
         if self.cfg.reset_log_std is not None:
-            self.agent.reset_log_std(self.cfg.reset_log_std)
+            self.learner.reset_log_std(self.cfg.reset_log_std)
         self.log(f"fine-tuning from {path} (weights and normalizers; fresh optimizer and counters)")
 
     # ------------------------------------------------------------------ one iteration
-    def _expert_transitions(self, n: int) -> torch.Tensor:
-        """AMP's real samples: ``[s, s']`` of reference motions, in the env's observation scaling."""
-        env, lib = self.env, self.env.library
-        ids, t = lib.sample(n, generator=None, truncate_end=env.embodiment.control_dt)
-        parts = []
-        for tt in (t, t + env.embodiment.control_dt):
-            ref = lib.state(ids, tt)
-            parts += [ref["qpos"][:, env.q0:], ref["qvel"][:, env.v0:] * VEL_SCALE]
-        return torch.cat(parts, dim=-1)
-
-    def _adversarial(self, rollout) -> dict:
-        adv, cfg = self.adv, self.cfg.adversarial
-        if cfg.mode == "amp":
-            feats = transition_features(rollout, rollout.get("next"), AMP_ENTRIES)
-            stats = adv.update(feats, self._expert_transitions(feats.shape[0] * feats.shape[1]))
-        else:
-            feats = error_features(rollout.get("tracking_errors"), self.env.tracking_error_names)
-            stats = adv.update(feats)
-        d_reward = adv.reward(feats)
-        terms, weights = rollout.get("reward_terms"), self.env.reward_weights()
-        tracking = sum(weights[k] * terms.get(k) for k in self.tracking_terms)
-        penalties = sum((weights[k] * terms.get(k) for k in self.penalty_terms), torch.zeros_like(tracking))
-        rollout.set("reward", adv.mix(tracking, d_reward) + penalties)
-        stats["reward"] = float(d_reward.mean())
-        return stats
-
     def train_iteration(self) -> dict:
-        cfg, env, agent = self.cfg, self.env, self.agent
+        env, learner, shaper = self.env, self.learner, self.shaper
         t0 = time.perf_counter()
-        keys = AMP_ENTRIES if self.adv is not None and cfg.adversarial.mode == "amp" else ()
-        rollout, self.td = collect(env, agent, cfg.ppo.rollout_steps, self.td, next_keys=keys)
+        # 1. collect
+        next_keys = shaper.next_keys if shaper is not None else ()
+        rollout, self.td = collect(env, learner, learner.steps_per_update, self.td, next_keys=next_keys)
         self.stats.update(rollout)
         t_collect = time.perf_counter() - t0
-        adv_stats = self._adversarial(rollout) if self.adv is not None else {}
-        ppo_stats = agent.update(rollout)  # also feeds the rollout to the observation normalizers, after the update
+        # 2. reward shaping, 3. learning
+        shaper_stats = shaper.shape(rollout) if shaper is not None else {}
+        learner.observe(rollout)
+        learner_stats = learner.update()
         t_total = time.perf_counter() - t0
-        n = env.num_envs * cfg.ppo.rollout_steps
+        # 4. statistics
+        n = rollout.numel()
         self.iteration += 1
         self.env_steps += n
-        out = {f"ppo/{k}": v for k, v in ppo_stats.items()}
-        out.update({f"adversarial/{k}": v for k, v in adv_stats.items()})
+        out = {f"{learner.name}/{k}": v for k, v in learner_stats.items()}
+        out.update({f"adversarial/{k}": v for k, v in shaper_stats.items()})
         means = {}
-        for group in ("reward_terms", "tracking_errors"):
+        for group in (keys.REWARD_TERMS, keys.TRACKING_ERRORS):
             if group in rollout.keys():
                 sub = rollout.get(group)
                 for k in sub.keys():
                     means[f"{group}/{k}"] = sub.get(k).mean()
-        means["reward/mean"] = rollout.get("reward").mean()
+        means["reward/mean"] = rollout.get(keys.REWARD).mean()
         means["muscle/mean_activation"] = env.sim.act.mean()
         names = list(means)
         values = torch.stack([means[k].float() for k in names]).tolist()  # one host transfer
@@ -208,7 +198,7 @@ class Trainer:
         t_start = time.perf_counter()
         limit = f", at most {cfg.time_limit_min:g} min" if cfg.time_limit_min > 0 else ""
         self.log(f"training {cfg.env.model} on {self.env.library.num_clips} clips, {self.env.num_envs} envs on "
-                 f"{self.env.device} ({self.env.sim!r}), {cfg.iterations} iterations x {cfg.ppo.rollout_steps} "
+                 f"{self.env.device} ({self.env.sim!r}), {cfg.iterations} iterations x {self.learner.steps_per_update} "
                  f"steps{limit}; run dir {self.run_dir}")
         try:
             while self.iteration < cfg.iterations:

@@ -111,6 +111,20 @@ def available_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def resolve_device(device: str | torch.device) -> str:
+    """``auto`` -> ``cuda`` when torch sees a CUDA device, else ``cpu``; checks cpu / cuda / cuda:K.
+
+    The one place the ``auto`` device is resolved. Raises ValueError naming the problem."""
+    name = str(device)
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if not (name in ("cpu", "cuda") or (name.startswith("cuda:") and name[5:].isdigit())):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:K, got {name!r}")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r}: torch sees no CUDA device on this machine (use cpu or auto)")
+    return name
+
+
 def resolve_backend(backend: str, device: str | torch.device) -> str:
     """``auto`` -> ``warp`` on CUDA, ``mujoco`` on CPU; checks the pair. Raises ValueError with the fix."""
     dev = torch.device(device)
