@@ -139,7 +139,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_posture(args: argparse.Namespace) -> int:
-    from mmimic.posture_demo import load_run_config, run_posture_demo
+    from mmimic.envs.posture_demo import load_run_config, run_posture_demo
 
     _quiet_warp(args.verbose)
     flags = [f"env.{k}={v}" for k, v in (("model", args.model), ("num_envs", args.num_envs)) if v is not None]
@@ -274,10 +274,49 @@ def cmd_curve(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose ``epilog`` may be a callable, called when the help is printed: the train
+    parser's list of config keys imports the trainer (seconds), which ``mmimic --help`` and the other
+    commands should not pay for. Subparsers are made of the same class."""
+
+    def format_help(self) -> str:
+        if callable(self.epilog):
+            self.epilog = self.epilog()
+        return super().format_help()
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults and wraps one-paragraph texts as usual; a text with line breaks (the train epilog's
+    table of config keys) is printed as written, as ``argparse.RawDescriptionHelpFormatter`` does."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
+def _train_epilog() -> str:
+    """Every key of TrainConfig with its default and doc (the trailing comments of the config classes)."""
+    import shutil
+    import textwrap
+
+    width = max(shutil.get_terminal_size().columns - 2, 70)  # as argparse sizes its help
+    intro = textwrap.fill("Config keys, with their defaults. Any can be overridden as KEY=VALUE (after an "
+                          "experiment YAML given with --config), e.g. ppo.lr=1e-4 "
+                          "env.task.rewards.site_pos.weight=0.5", width)
+    try:
+        from mmimic.config import format_field_docs
+        from mmimic.rl.trainer import TrainConfig
+
+        return f"{intro}\n\n{format_field_docs(TrainConfig, width=width)}"
+    except Exception as exc:  # noqa: BLE001 - the rest of the help is still worth printing
+        return f"{intro}\n\n(the config keys could not be listed: {type(exc).__name__}: {exc})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     from mmimic import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mmimic",
         description="Muscle-driven humanoid motion imitation on MuJoCo Warp. Models: arm26 (project's 6-muscle "
                     "arm), bimanual (126 muscles), myofullbody (416 muscles).",
@@ -367,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "RUN_DIR continues a run where it stopped; init_from=CKPT fine-tunes on other motions "
                     "(env.motions=DIR, reset_log_std=-1.0). Without env.motions the demo motions are "
                     "synthesized and retargeted into data/ at first use.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        epilog=_train_epilog, formatter_class=_HelpFormatter)
     t.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides (dotted keys)")
     t.add_argument("--config", default=None, help="experiment YAML (e.g. experiments/bimanual.yaml)")
     t.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:K (config: env.device)")

@@ -23,6 +23,7 @@ import textwrap
 import tokenize
 from pathlib import Path
 
+import yaml  # omegaconf's own dependency
 from omegaconf import OmegaConf
 
 
@@ -60,6 +61,7 @@ class FieldDoc:
     doc: str  # the declaration's trailing comment ("" when it has none)
     field: str  # dotted key of the declared field; differs from ``key`` only for the entries of a dict field
     section: bool = False  # a nested config or a dict field: a heading, its keys follow
+    where: str = ""  # "FILE:LINE" of the declaration that gave the doc (the nearest one if none has a doc)
 
 
 def field_docs(schema) -> list[FieldDoc]:
@@ -81,25 +83,27 @@ def field_docs(schema) -> list[FieldDoc]:
 def _walk(obj, prefix: str, out: list[FieldDoc]) -> None:
     cls = obj if isinstance(obj, type) else type(obj)
     for f in dataclasses.fields(cls):
-        key, doc, type_name = prefix + f.name, _field_doc(cls, f.name), _type_name(f.type)
+        key, type_name = prefix + f.name, _type_name(f.type)
+        doc, where = _field_doc(cls, f.name)
         value = _default(obj, f)
         if dataclasses.is_dataclass(value):
-            out.append(FieldDoc(key, type_name, "", doc, key, section=True))
+            out.append(FieldDoc(key, type_name, "", doc, key, section=True, where=where))
             _walk(value, key + ".", out)
         elif isinstance(value, dict) and value:
-            out.append(FieldDoc(key, type_name, "", doc, key, section=True))
-            _walk_dict(value, key, doc, out)
+            out.append(FieldDoc(key, type_name, "", doc, key, section=True, where=where))
+            _walk_dict(value, out, FieldDoc(key, type_name, "", doc, key, where=where))
         else:
-            out.append(FieldDoc(key, type_name, _yamlish(value), doc, key))
+            out.append(FieldDoc(key, type_name, _yamlish(value), doc, key, where=where))
 
 
-def _walk_dict(mapping: dict, field_key: str, doc: str, out: list[FieldDoc], prefix: str | None = None) -> None:
+def _walk_dict(mapping: dict, out: list[FieldDoc], parent: FieldDoc) -> None:
     for name, value in mapping.items():
-        key = f"{prefix or field_key}.{name}"
+        entry = dataclasses.replace(parent, key=f"{parent.key}.{name}", type=type(value).__name__,
+                                    default=_yamlish(value))
         if isinstance(value, dict) and value:
-            _walk_dict(value, field_key, doc, out, key)
+            _walk_dict(value, out, entry)
         else:
-            out.append(FieldDoc(key, type(value).__name__, _yamlish(value), doc, field_key))
+            out.append(entry)
 
 
 _NO_DEFAULT = object()
@@ -117,8 +121,6 @@ def _default(obj, f: dataclasses.Field):
 
 
 def _yamlish(value) -> str:
-    import yaml  # omegaconf's dependency
-
     if value is _NO_DEFAULT:
         return "???"  # omegaconf's "missing"
     if value is None:
@@ -148,28 +150,32 @@ def _type_name(tp) -> str:
     return str(tp).replace("typing.", "")
 
 
-def _field_doc(cls: type, name: str) -> str:
-    """The trailing comment of ``name``'s declaration: in the nearest class of the MRO that declares it
-    with one."""
+def _field_doc(cls: type, name: str) -> tuple[str, str]:
+    """``(doc, "FILE:LINE")``: the trailing comment of ``name``'s declaration in the nearest class of the
+    MRO that declares it with one (else no doc, and where the nearest declaration is)."""
+    first = None
     for klass in cls.__mro__:
         if name in inspect.get_annotations(klass):
-            doc = _class_comments(klass).get(name, "")
+            doc, where = _class_comments(klass).get(name, ("", ""))
             if doc:
-                return doc
-    return ""
+                return doc, where
+            first = first if first is not None else where
+    return "", first or ""
 
 
 _PRAGMAS = ("noqa", "type:", "pragma", "fmt:", "pylint:")
 
 
 @functools.lru_cache(maxsize=None)
-def _class_comments(cls: type) -> dict[str, str]:
-    """``{field: trailing comment}`` for the annotated names directly in ``cls``'s body."""
+def _class_comments(cls: type) -> dict[str, tuple[str, str]]:
+    """``{field: (trailing comment, "FILE:LINE")}`` for the annotated names directly in ``cls``'s body."""
     try:
-        source = textwrap.dedent(inspect.getsource(cls))
+        lines, first_line = inspect.getsourcelines(cls)
+        path = inspect.getsourcefile(cls) or "?"
     except (OSError, TypeError):  # no source: built at run time, or only bytecode shipped
         return {}
-    docs: dict[str, str] = {}
+    source = textwrap.dedent("".join(lines))
+    docs: dict[str, tuple[str, str]] = {}
     depth, at_line_start, current, comments = 0, True, None, []
     try:
         tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
@@ -182,7 +188,7 @@ def _class_comments(cls: type) -> dict[str, str]:
             depth -= 1
         elif tok.type == tokenize.NEWLINE:  # end of a logical line (statement)
             if current is not None:
-                docs[current] = " ".join(comments)
+                docs[current.string] = (" ".join(comments), f"{path}:{first_line + current.start[0] - 1}")
             at_line_start, current, comments = True, None, []
             continue
         elif tok.type == tokenize.COMMENT:
@@ -196,7 +202,7 @@ def _class_comments(cls: type) -> dict[str, str]:
             # a field: `name: type ...` directly in the class body (depth 1; methods' bodies are deeper)
             nxt = tokens[i + 1] if i + 1 < len(tokens) else None
             if depth == 1 and tok.type == tokenize.NAME and nxt is not None and nxt.string == ":":
-                current = tok.string
+                current = tok
     return docs
 
 

@@ -129,7 +129,7 @@ def test_observation_parts_match_sim_and_concat(arm26, backend):
     torch.testing.assert_close(nxt["joint_pos"], sim.qpos)
     torch.testing.assert_close(nxt["joint_vel"], sim.qvel * 0.1)
     torch.testing.assert_close(nxt["muscle_activation"], sim.act)
-    torch.testing.assert_close(nxt["posture_error"], env.target_qpos - sim.qpos)
+    torch.testing.assert_close(nxt["posture_error"], env.task.target_qpos - sim.qpos)
     lr = torch.as_tensor(env.embodiment.model.actuator_lengthrange, dtype=torch.float32)
     torch.testing.assert_close(nxt["muscle_length"], (sim.actuator_length - lr[:, 0]) / (lr[:, 1] - lr[:, 0]))
     # pulling muscles: force <= 0, bounded by a few times F0
@@ -139,11 +139,10 @@ def test_observation_parts_match_sim_and_concat(arm26, backend):
 
 def test_reward_is_posture_minus_effort(arm26, backend):
     env = _arm(num_envs=3, backend=backend)
-    task = env.cfg.task
     out = _step(env, env.reset(), env.action_spec.rand())
     nxt = out["next"]
-    expected = (torch.exp(-task.posture_scale * nxt["posture_error"].square().mean(-1))
-                - task.effort_weight * nxt["muscle_activation"].square().mean(-1))
+    expected = (torch.exp(-4.0 * nxt["posture_error"].square().mean(-1))
+                - 0.1 * nxt["muscle_activation"].square().mean(-1))
     torch.testing.assert_close(nxt["reward"].squeeze(-1), expected)
 
 
@@ -154,7 +153,7 @@ def test_partial_reset_resets_only_selected_envs(arm26, backend):
         td = step_mdp(_step(env, td, env.action_spec.rand()))
     assert env.episode_step.tolist() == [4, 4, 4, 4]
     before = {k: td[k].clone() for k in ("joint_pos", "joint_vel", "muscle_activation", "posture_error")}
-    target_before = env.target_qpos.clone()
+    target_before = env.task.target_qpos.clone()
     sim_time_before = env.sim.time.clone()
 
     qpos_before = env.sim.qpos.clone()
@@ -168,29 +167,29 @@ def test_partial_reset_resets_only_selected_envs(arm26, backend):
     for k, v in before.items():
         torch.testing.assert_close(out[k][keep], v[keep], msg=f"{k} of an env not reset changed")
     # what _reset itself computed for the kept envs agrees with what they had
-    fresh = env._observation()
+    fresh = env._observe(env.task.state(None))
     torch.testing.assert_close(fresh["joint_pos"][keep], before["joint_pos"][keep])
     torch.testing.assert_close(fresh["posture_error"][keep], before["posture_error"][keep])
-    assert torch.equal(env.target_qpos[keep], target_before[keep])
+    assert torch.equal(env.task.target_qpos[keep], target_before[keep])
     assert torch.equal(env.sim.time[keep], sim_time_before[keep])
     # reset envs: time 0, at rest, joints near the default pose (within reset_noise)
     assert (env.sim.time[mask] == 0).all()
-    default = env.default_joint_qpos
+    default = env.body.default_joint_qpos
     assert ((out["joint_pos"][mask] - default).abs() <= env.cfg.task.reset_noise + 1e-6).all()
     assert (out["joint_vel"][mask] == 0).all()
     assert not torch.equal(out["joint_pos"][mask], before["joint_pos"][mask])
     assert not out["done"].any()
     # targets within target_range of the default, within the joint range
-    lo, hi = env.joint_range[:, 0], env.joint_range[:, 1]
+    lo, hi = env.body.joint_range[:, 0], env.body.joint_range[:, 1]
     half = 0.5 * (hi - lo)
-    assert ((env.target_qpos[mask] - default).abs() <= env.cfg.task.target_range * half + 1e-6).all()
+    assert ((env.task.target_qpos[mask] - default).abs() <= env.cfg.task.target_range * half + 1e-6).all()
 
 
 def test_seeding(arm26, backend):
     a, b, c = _arm(seed=11, backend=backend), _arm(seed=11, backend=backend), _arm(seed=12, backend=backend)
     ra, rb, rc = a.reset(), b.reset(), c.reset()
     assert torch.equal(ra["observation"], rb["observation"])
-    assert torch.equal(a.target_qpos, b.target_qpos)
+    assert torch.equal(a.task.target_qpos, b.task.target_qpos)
     assert not torch.equal(ra["observation"], rc["observation"])
     # the same actions from the same reset give the same trajectory
     act = torch.rand(4, 6) * 2 - 1
@@ -273,9 +272,9 @@ def test_options_are_routed(arm26, backend):
     assert env.embodiment.model.opt.timestep == pytest.approx(0.001)
     assert env.cfg.task.max_episode_steps == 7
     assert env.cfg.seed == 9
-    cfg = MuscleEnvConfig.from_options("arm26", 2, "cpu", effort_weight=0.0)
+    cfg = MuscleEnvConfig.from_options("arm26", 2, "cpu", rewards={"effort": {"weight": 0.0}})
     env = MuscleEnv(cfg)
-    assert env.cfg.task.effort_weight == 0.0 and env.num_envs == 2
+    assert env.reward_weights() == {"posture": 1.0, "effort": 0.0} and env.num_envs == 2
     with pytest.raises(ValueError, match="num_envs"):
         MuscleEnv("arm26", num_envs=0, backend=backend)
 

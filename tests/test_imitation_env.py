@@ -47,7 +47,7 @@ def _step(env, td, action):
 
 
 def _hold(env):
-    return torch.full((env.num_envs, env.sim.nu), env.hold_action)
+    return torch.full((env.num_envs, env.sim.nu), env.task.hold_action)
 
 
 # ---------------------------------------------------------------------------------- specs
@@ -83,7 +83,8 @@ def test_history_and_critic_options_change_the_specs(arm26_motions, backend):
     assert "goal_joints" not in spec.keys() and spec["goal_sites"].shape == (2, 2 * 9)
     obs_size = base.observation_spec["observation"].shape[-1] - 3 * 2 - 9 + 2 * P
     assert spec["observation"].shape == (2, obs_size)
-    assert spec["critic_observation"].shape == (2, obs_size + env._privileged_size())
+    privileged = 2 + 2 + 3 * 3 + 3 * 3 + 3  # dq, dqd, site_rel, site_abs, site angles (arm26: 2 joints, 3 sites)
+    assert spec["critic_observation"].shape == (2, obs_size + privileged)
     # history: the reset state repeated, then the previous steps' proprioception, newest first
     td = env.reset()
     proprio0 = torch.cat([td[k] for k in PROPRIO], -1)
@@ -100,10 +101,10 @@ def test_history_and_critic_options_change_the_specs(arm26_motions, backend):
 def test_reset_puts_each_world_on_the_reference(arm26_motions, backend):
     env = _env(arm26_motions, num_envs=4, reset_activation=0.1, backend=backend)
     td = env.reset()
-    ref = env.library.state(env.clip_id, env.ref_time)
+    ref = env.library.state(env.task.clip_id, env.task.ref_time)
     assert torch.equal(env.sim.qpos, ref["qpos"]) and torch.equal(env.sim.qvel, ref["qvel"])
     torch.testing.assert_close(env.sim.act, torch.full((4, 6), 0.1))
-    assert (env.ref_time >= 0).all() and (env.ref_time <= env.library.duration[env.clip_id] - 0.1 + 1e-6).all()
+    assert (env.task.ref_time >= 0).all() and (env.task.ref_time <= env.library.duration[env.task.clip_id] - 0.1 + 1e-6).all()
     assert env.episode_step.tolist() == [0] * 4
     # the state is the reference: every tracking error ~0, every tracking term ~1 (site positions are
     # interpolated between frames in the library, so they agree to well under a millimetre)
@@ -113,10 +114,10 @@ def test_reset_puts_each_world_on_the_reference(arm26_motions, backend):
     for name in ("joint_pos", "joint_vel", "site_pos", "site_rot", "site_vel"):
         torch.testing.assert_close(td["reward_terms", name], torch.ones(4), atol=1e-3, rtol=0)
     # the goal's first frame is the reference one control step ahead
-    nxt = env.library.state(env.clip_id, env.ref_time + env.dt)
-    anchor = env.sim.site_xpos[:, env.site_ids[env.anchor]]
+    nxt = env.library.state(env.task.clip_id, env.task.ref_time + env.task.dt)
+    anchor = env.sim.site_xpos[:, env.task.site_ids[env.task.anchor]]
     torch.testing.assert_close(td["goal_sites"][:, :9], (nxt["site_pos"] - anchor[:, None]).flatten(1))
-    torch.testing.assert_close(td["phase"][:, 0], env.ref_time / env.library.duration[env.clip_id])
+    torch.testing.assert_close(td["phase"][:, 0], env.task.ref_time / env.library.duration[env.task.clip_id])
 
 
 def test_partial_reset_resets_only_selected_worlds(arm26_motions, backend):
@@ -125,14 +126,14 @@ def test_partial_reset_resets_only_selected_worlds(arm26_motions, backend):
     for _ in range(3):
         td = step_mdp(_step(env, td, env.action_spec.rand()))
     keep = torch.tensor([False, True, False, True])
-    before = {"qpos": env.sim.qpos.clone(), "clip": env.clip_id.clone(), "time": env.ref_time.clone(),
+    before = {"qpos": env.sim.qpos.clone(), "clip": env.task.clip_id.clone(), "time": env.task.ref_time.clone(),
               "obs": td["observation"].clone()}
     out = env.reset(td.clone().set("_reset", ~keep[:, None]))
     assert env.episode_step.tolist() == [0, 3, 0, 3]
     assert torch.equal(env.sim.qpos[keep], before["qpos"][keep])
-    assert torch.equal(env.clip_id[keep], before["clip"][keep]) and torch.equal(env.ref_time[keep], before["time"][keep])
+    assert torch.equal(env.task.clip_id[keep], before["clip"][keep]) and torch.equal(env.task.ref_time[keep], before["time"][keep])
     torch.testing.assert_close(out["observation"][keep], before["obs"][keep])
-    ref = env.library.state(env.clip_id, env.ref_time)
+    ref = env.library.state(env.task.clip_id, env.task.ref_time)
     assert torch.equal(env.sim.qpos[~keep], ref["qpos"][~keep])
     assert not out["done"].any()
 
@@ -140,26 +141,26 @@ def test_partial_reset_resets_only_selected_worlds(arm26_motions, backend):
 def test_reference_time_advances_by_control_dt(arm26_motions, backend):
     env = _env(arm26_motions, num_envs=2, max_site_error=0.0, backend=backend)
     td = env.reset()
-    t0 = env.ref_time.clone()
+    t0 = env.task.ref_time.clone()
     for k in range(1, 4):
         td = step_mdp(_step(env, td, _hold(env)))
-        torch.testing.assert_close(env.ref_time, t0 + k * env.dt)
-    assert env.dt == pytest.approx(0.01)
+        torch.testing.assert_close(env.task.ref_time, t0 + k * env.task.dt)
+    assert env.task.dt == pytest.approx(0.01)
 
 
 # ---------------------------------------------------------------------------------- episode ends
 def test_clip_end_truncates_and_counts_as_success(arm26_motions, backend):
     env = _env(arm26_motions, num_envs=3, max_site_error=0.0, backend=backend)
     td = env.reset()
-    env.ref_time = env.library.duration[env.clip_id] - 2.5 * env.dt  # (the sim state is left where it is)
+    env.task.ref_time = env.library.duration[env.task.clip_id] - 2.5 * env.task.dt  # (the sim state is left where it is)
     for k in range(1, 4):
         res = _step(env, td, _hold(env))
         out = res["next"]
         assert not out["terminated"].any()
         assert out["truncated"].all() == (k == 3) and torch.equal(out["done"], out["truncated"]), k
         td = step_mdp(res)
-    assert env.clip_episodes.sum() == 3 and env.clip_failures.sum() == 0
-    torch.testing.assert_close(env.clip_episodes, torch.bincount(env.clip_id, minlength=3).float())
+    assert env.task.clip_episodes.sum() == 3 and env.task.clip_failures.sum() == 0
+    torch.testing.assert_close(env.task.clip_episodes, torch.bincount(env.task.clip_id, minlength=3).float())
 
 
 def test_max_episode_steps_truncates(arm26_motions, backend):
@@ -171,11 +172,11 @@ def test_max_episode_steps_truncates(arm26_motions, backend):
 def test_deviation_terminates_and_counts_as_failure(arm26_motions, backend):
     env = _env(arm26_motions, num_envs=3, max_site_error=1e-6, backend=backend)
     td = env.reset()
-    clips = env.clip_id.clone()
+    clips = env.task.clip_id.clone()
     out = _step(env, td, torch.ones(3, 6))["next"]
     assert out["terminated"].all() and not out["truncated"].any() and out["done"].all()
-    torch.testing.assert_close(env.clip_failures, torch.bincount(clips, minlength=3).float())
-    torch.testing.assert_close(env.clip_episodes, env.clip_failures)
+    torch.testing.assert_close(env.task.clip_failures, torch.bincount(clips, minlength=3).float())
+    torch.testing.assert_close(env.task.clip_episodes, env.task.clip_failures)
     calm = _env(arm26_motions, num_envs=3, backend=backend)  # the default tolerance (0.3 m) survives a step from the reference
     assert not _step(calm, calm.reset(), _hold(calm))["next", "terminated"].any()
 
@@ -189,33 +190,33 @@ def test_unstable_world_terminates_with_zero_reward(arm26_motions, backend):
     assert out["reward"][1, 0] == 0 and torch.isfinite(out["observation"]).all()
     for key in ("reward_terms", "tracking_errors"):
         assert all(torch.isfinite(v).all() and v[1] == 0 for v in out[key].values())
-    assert env.clip_failures.sum() == 1
+    assert env.task.clip_failures.sum() == 1
 
 
 # ---------------------------------------------------------------------------------- clip sampling
 def test_failure_weighted_sampling_prefers_failing_clips(arm26_motions, backend):
     env = _env(arm26_motions, num_envs=4, sampling="failure", failure_eps=0.05, failure_power=1.0, backend=backend)
     torch.testing.assert_close(env.library.weights, torch.full((3,), 1 / 3))
-    env.clip_episodes.copy_(torch.tensor([10.0, 10.0, 0.0]))
-    env.clip_failures.copy_(torch.tensor([0.0, 9.0, 0.0]))
-    torch.testing.assert_close(env.clip_failure_rate(), torch.tensor([0.0, 0.9, 1.0]))  # unseen clips: 1
-    w = env.update_sampling_weights()
+    env.task.clip_episodes.copy_(torch.tensor([10.0, 10.0, 0.0]))
+    env.task.clip_failures.copy_(torch.tensor([0.0, 9.0, 0.0]))
+    torch.testing.assert_close(env.task.clip_failure_rate(), torch.tensor([0.0, 0.9, 1.0]))  # unseen clips: 1
+    w = env.task.update_sampling_weights()
     torch.testing.assert_close(w, torch.tensor([0.05, 0.95, 1.05]))
     torch.testing.assert_close(env.library.weights, w / w.sum())
-    env.clip_episodes[2] = 10.0  # clip 2 played without failing: clip 1 is now the one to practise
-    env.update_sampling_weights()
+    env.task.clip_episodes[2] = 10.0  # clip 2 played without failing: clip 1 is now the one to practise
+    env.task.update_sampling_weights()
     counts = torch.zeros(3)
     for _ in range(25):
         env.reset()
-        counts += torch.bincount(env.clip_id, minlength=3)
+        counts += torch.bincount(env.task.clip_id, minlength=3)
     assert counts[1] > 0.8 * counts.sum(), counts
 
 
 def test_weights_update_on_their_own_every_interval(arm26_motions, backend):
     env = _env(arm26_motions, num_envs=4, sampling="failure", weight_update_interval=3, max_site_error=0.0,
                stats_decay=0.5, backend=backend)
-    env.clip_episodes.copy_(torch.tensor([4.0, 4.0, 4.0]))
-    env.clip_failures.copy_(torch.tensor([4.0, 0.0, 0.0]))
+    env.task.clip_episodes.copy_(torch.tensor([4.0, 4.0, 4.0]))
+    env.task.clip_failures.copy_(torch.tensor([4.0, 0.0, 0.0]))
     td = env.reset()
     for _ in range(2):
         td = step_mdp(_step(env, td, _hold(env)))
@@ -223,14 +224,14 @@ def test_weights_update_on_their_own_every_interval(arm26_motions, backend):
     _step(env, td, _hold(env))  # the third step updates the weights, then halves the counts
     expected = torch.tensor([1.05, 0.05, 0.05])
     torch.testing.assert_close(env.library.weights, expected / expected.sum())
-    torch.testing.assert_close(env.clip_failures, torch.tensor([2.0, 0.0, 0.0]))
+    torch.testing.assert_close(env.task.clip_failures, torch.tensor([2.0, 0.0, 0.0]))
 
 
 # ---------------------------------------------------------------------------------- reward
 def test_reward_is_the_weighted_sum_of_its_terms(arm26_motions, backend):
     env = _env(arm26_motions, num_envs=3, max_site_error=0.0, backend=backend)
     td = env.reset()
-    prev = env.prev_action.clone()
+    prev = env.task.prev_action.clone()
     action = torch.tensor([[2.0, -3.0, 0.5, 0.0, 1.0, -1.0]] * 3)
     out = _step(env, td, action)["next"]
     terms, errors = out["reward_terms"], out["tracking_errors"]
@@ -246,7 +247,7 @@ def test_reward_is_the_weighted_sum_of_its_terms(arm26_motions, backend):
     torch.testing.assert_close(terms["action_rate"], (action.clamp(-1, 1) - prev).square().mean(-1))
     torch.testing.assert_close(terms["effort"], env.sim.act.square().mean(-1))
     assert (errors["site_abs"] >= 0).all() and (errors["joint_pos"] > 0).all()  # the arm moved off the reference
-    torch.testing.assert_close(terms["joint_pos"], torch.exp(-5.0 * (env.sim.qpos - env.ref["qpos"]).square().mean(-1)))
+    torch.testing.assert_close(terms["joint_pos"], torch.exp(-5.0 * (env.sim.qpos - env.task.ref["qpos"]).square().mean(-1)))
 
 
 def test_refresh_kinematics_gives_the_sites_of_the_new_state(arm26_motions, arm26, backend):
@@ -257,8 +258,8 @@ def test_refresh_kinematics_gives_the_sites_of_the_new_state(arm26_motions, arm2
         out = _step(env, env.reset(), torch.ones(2, 6))["next"]
         d.qpos[:] = env.sim.qpos[0].double().numpy()
         mujoco.mj_kinematics(m, d)
-        sites = d.site_xpos[env.site_ids.numpy()]
-        expected = torch.as_tensor((sites - sites[env.anchor]).reshape(-1), dtype=torch.float32)
+        sites = d.site_xpos[env.task.site_ids.numpy()]
+        expected = torch.as_tensor((sites - sites[env.task.anchor]).reshape(-1), dtype=torch.float32)
         fresh = torch.allclose(out["site_pos"][0], expected, atol=1e-5)
         assert fresh == expect_fresh, refresh
 
@@ -281,9 +282,9 @@ def test_rollout(arm26_motions, backend):
 def test_determinism_with_seed(arm26_motions, backend):
     a, b, c = (_env(arm26_motions, seed=s, backend=backend) for s in (7, 7, 8))
     ra, rb, rc = a.reset(), b.reset(), c.reset()
-    assert torch.equal(a.clip_id, b.clip_id) and torch.equal(a.ref_time, b.ref_time)
+    assert torch.equal(a.task.clip_id, b.task.clip_id) and torch.equal(a.task.ref_time, b.task.ref_time)
     assert torch.equal(ra["observation"], rb["observation"])
-    assert not torch.equal(a.ref_time, c.ref_time)
+    assert not torch.equal(a.task.ref_time, c.task.ref_time)
     actions = torch.rand(5, 4, 6, generator=torch.Generator().manual_seed(0)) * 2 - 1
     for act in actions:
         oa, ob = _step(a, ra, act.clone()), _step(b, rb, act.clone())
@@ -292,10 +293,10 @@ def test_determinism_with_seed(arm26_motions, backend):
         ra, rb = step_mdp(oa), step_mdp(ob)
     a.set_seed(3)
     a.reset()
-    first = (a.clip_id.clone(), a.ref_time.clone())
+    first = (a.task.clip_id.clone(), a.task.ref_time.clone())
     a.set_seed(3)
     a.reset()
-    assert torch.equal(first[0], a.clip_id) and torch.equal(first[1], a.ref_time)
+    assert torch.equal(first[0], a.task.clip_id) and torch.equal(first[1], a.task.ref_time)
 
 
 def test_construction_from_config_list_file_or_library(arm26_motions, tmp_path, backend):
@@ -303,7 +304,7 @@ def test_construction_from_config_list_file_or_library(arm26_motions, tmp_path, 
                                    task=ImitationTaskConfig(history_steps=1, random_start=False))
     env = MuscleImitationEnv(cfg)
     env.reset()
-    assert env.cfg.task.history_steps == 1 and (env.ref_time == 0).all() and env.library.num_clips == 3
+    assert env.cfg.task.history_steps == 1 and (env.task.ref_time == 0).all() and env.library.num_clips == 3
     listing = tmp_path / "train.txt"
     listing.write_text("# two clips\n" + "\n".join(str(p) for p in sorted(arm26_motions.glob("reach_*.npz"))))
     assert _env(listing, num_envs=2, backend=backend).library.num_clips == 2
@@ -357,8 +358,7 @@ def test_step_and_reset_make_no_host_sync(arm26_motions, monkeypatch):
     monkeypatch.setattr(torch.Tensor, "__getitem__", no_bool_index)
     for _ in range(2):
         env._step(td)
-    env._reset_worlds(mask)
-    env._observation()
+    env._reset(td.clone().set("_reset", mask[:, None]))
     monkeypatch.undo()
 
 
@@ -372,8 +372,8 @@ def test_bimanual_imitation_env(tmp_path_factory, bimanual, backend):
     env = MuscleImitationEnv("bimanual", motions=out, num_envs=2, critic_obs=True, backend=backend)
     check_env_specs(env)
     td = env.reset()
-    assert torch.equal(env.sim.qpos, env.library.state(env.clip_id, env.ref_time)["qpos"])
-    assert td["tracking_errors", "site_rel"].max() < 1e-3 and env.num_sites == 7
+    assert torch.equal(env.sim.qpos, env.library.state(env.task.clip_id, env.task.ref_time)["qpos"])
+    assert td["tracking_errors", "site_rel"].max() < 1e-3 and env.task.num_sites == 7
     assert td["goal_sites"].shape == (2, 3 * 7 * 3) and td["goal_joints"].shape == (2, 3 * 76)
     roll = env.rollout(5, break_when_any_done=False)
     assert torch.isfinite(roll["next", "reward"]).all()
@@ -409,18 +409,18 @@ def test_myofullbody_free_root_goal_is_in_the_heading_frame(tmp_path_factory, my
     assert "root_pos" in env.reward_term_names and "root_rot" in env.tracking_error_names
     env.reset()
     # both worlds at the same time of the walk, one of them turned by 1.1 rad: the goal reads the same
-    env.clip_id = torch.tensor([0, 1])
-    env.ref_time = torch.full((2,), 0.4)
-    env._update_reference()
-    env.sim.reset(torch.ones(2, dtype=torch.bool), qpos=env.ref["qpos"], qvel=env.ref["qvel"])
-    env.prev_site_pos = env.sim.site_xpos[:, env.site_ids].clone()
-    env.prev_ref_site_pos = env.ref["site_pos"]
-    obs = env._observation()
+    env.task.clip_id = torch.tensor([0, 1])
+    env.task.ref_time = torch.full((2,), 0.4)
+    env.task.update_reference()
+    env.sim.reset(torch.ones(2, dtype=torch.bool), qpos=env.task.ref["qpos"], qvel=env.task.ref["qvel"])
+    env.task.prev_site_pos = env.sim.site_xpos[:, env.task.site_ids].clone()
+    env.task.prev_ref_site_pos = env.task.ref["site_pos"]
+    state = env.task.state(None)
+    obs = env._observe(state)
     for key in ("goal_sites", "goal_root", "site_pos", "goal_joints", "phase"):
         torch.testing.assert_close(obs[key][0], obs[key][1], atol=2e-4, rtol=0, msg=key)
-    terms, errors = env._terms_and_errors(None)
-    for name in env.tracking_error_names:
-        assert errors[name].abs().max() < 1e-3, name
+    for name, error in env.task.errors.items():
+        assert error(state).abs().max() < 1e-3, name
     # leaving the reference's root position ends the episode
     env2 = MuscleImitationEnv("myofullbody", motions=lib, num_envs=2, max_root_pos_error=1e-6, max_site_error=0.0, backend=backend)
     res = _step(env2, env2.reset(), _hold(env2))["next"]

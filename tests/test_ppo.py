@@ -243,7 +243,8 @@ def test_collect_bootstraps_truncated_steps_from_the_true_final_observation():
     torch.manual_seed(0)
     env = Counter()
     agent = PPO(1, 1, PPOConfig(network=SMALL_NET, normalize_obs=False))
-    rollout, td = collect(env, agent, 4, env.reset(), next_keys=("observation",))
+    rollout, td = collect(env, agent, 4, env.reset())
+    agent.observe(rollout)  # adds next_value: the critic on rollout["next", "observation"]
     assert rollout.batch_size == torch.Size([2, 4])
     # observations seen: reset (-5), 1, 2, then reset again at t=3
     assert rollout["observation"][:, :, 0].tolist() == [[-5.0, 1.0, 2.0, -5.0]] * 2
@@ -308,7 +309,7 @@ def test_ppo_learns_move_to_target():
     rewards = []
     td = env.reset()
     for _ in range(16):
-        td["action"] = agent.act(td, deterministic=True)[0]
+        td["action"] = agent.act(td, deterministic=True)["action"]
         out, td = env.step_and_maybe_reset(td)
         rewards.append(out["next", "reward"].mean().item())
     assert sum(rewards) / len(rewards) > 0.7
@@ -328,13 +329,13 @@ def test_kl_adaptive_lr_moves_in_the_right_direction():
     # far too big a step for a tiny KL target: lr goes down
     down = PPO(3, 1, PPOConfig(network=SMALL_NET, lr=5e-2, schedule="kl_adaptive", desired_kl=1e-6,
                                lr_max=1.0))
-    down.load_state_dict(state)
+    down.load_state_dict(state, load_optimizer=False)
     stats = down.update(rollout.clone())
     assert stats["lr"] < 5e-2 and stats["kl"] > 2e-6
     # tiny steps for a generous KL target: lr goes up (bounded by lr_max)
     up = PPO(3, 1, PPOConfig(network=SMALL_NET, lr=1e-5, lr_min=1e-6, schedule="kl_adaptive", desired_kl=1.0,
                              lr_max=1e-3))
-    up.load_state_dict(state)
+    up.load_state_dict(state, load_optimizer=False)
     stats = up.update(rollout.clone())
     assert 1e-5 < stats["lr"] <= 1e-3 * (1 + 1e-6)  # (the lr is a float32 tensor)
     # fixed: untouched; linear: decays towards lr_min over anneal_updates
@@ -348,7 +349,7 @@ def test_kl_adaptive_lr_moves_in_the_right_direction():
 def test_ppo_first_minibatch_is_on_policy_and_value_clip_runs():
     state, rollout = _toy_rollout(seed=1)
     agent = PPO(3, 1, PPOConfig(network=SMALL_NET, epochs=1, minibatches=1, value_clip=0.2, schedule="fixed"))
-    agent.load_state_dict(state)
+    agent.load_state_dict(state, load_optimizer=False)
     stats = agent.update(rollout)
     # one minibatch = the whole rollout, evaluated before the step: ratio 1, KL 0, nothing clipped
     assert stats["kl"] == pytest.approx(0.0, abs=1e-6) and stats["approx_kl"] == pytest.approx(0.0, abs=1e-6)
@@ -356,22 +357,22 @@ def test_ppo_first_minibatch_is_on_policy_and_value_clip_runs():
     assert all(math.isfinite(v) for v in stats.values())
 
 
-def test_checkpoint_round_trip_and_config_errors():
+def test_state_dict_round_trip_and_config_errors():
     state, rollout = _toy_rollout(seed=2)
     agent = PPO(3, 1, PPOConfig(network=SMALL_NET))
-    agent.load_state_dict(state)
+    agent.load_state_dict(state, load_optimizer=False)
     agent.update(rollout.clone())
-    ckpt = agent.checkpoint()
+    saved = agent.state_dict()
     other = PPO(3, 1, PPOConfig(network=SMALL_NET))
-    other.load_checkpoint(ckpt)
+    other.load_state_dict(saved)
     obs = torch.randn(4, 3)
-    torch.testing.assert_close(other.act(obs, deterministic=True)[0], agent.act(obs, deterministic=True)[0])
+    torch.testing.assert_close(other.act(obs, deterministic=True)["action"], agent.act(obs, deterministic=True)["action"])
     torch.testing.assert_close(other.lr, agent.lr)
     assert other.num_updates == 1 and isinstance(other.lr, torch.Tensor)
     with pytest.raises(ValueError, match="schedule"):
         PPO(3, 1, PPOConfig(schedule="cosine"))
     with pytest.raises(KeyError, match="next_value"):
-        agent.update(rollout.exclude("next_value"))
+        agent.update(rollout.exclude("next_value", "next"))
     with pytest.raises(ValueError, match="action"):
         PPO(3, 2, PPOConfig(network=SMALL_NET)).update(rollout)
 

@@ -9,7 +9,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from mmimic.cli import main
 from mmimic.config import load_config
 from mmimic.motion.demo import ensure_demo_library
-from mmimic.rl.checkpoint import list_checkpoints, load_checkpoint
+from mmimic.rl.checkpoint import list_checkpoints, read_checkpoint
 from mmimic.rl.trainer import Trainer, TrainConfig
 
 
@@ -60,17 +60,17 @@ def test_run_writes_config_events_checkpoints(arm_motions, tmp_path):
 def test_resume_continues_counters_weights_and_rng(arm_motions, tmp_path):
     first = Trainer(small_config(arm_motions, tmp_path, "iterations=2"), log=lambda *_: None)
     first.train()
-    state, _ = load_checkpoint(first.run_dir)
+    state, _ = read_checkpoint(first.run_dir)
     assert state["iteration"] == 2 and state["env_steps"] == 2 * 8 * 8
     resumed = Trainer(small_config(arm_motions, tmp_path, "iterations=4", f"resume={first.run_dir}"),
                       log=lambda *_: None)
     assert resumed.run_dir == first.run_dir and resumed.iteration == 2
-    for key, value in first.agent.state_dict().items():
-        torch.testing.assert_close(resumed.agent.state_dict()[key], value)
-    assert resumed.agent.num_updates == first.agent.num_updates
+    for key, value in first.learner.state_dict()["model"].items():
+        torch.testing.assert_close(resumed.learner.state_dict()["model"][key], value)
+    assert resumed.learner.num_updates == first.learner.num_updates
     torch.testing.assert_close(resumed.env.rng.get_state(), first.env.rng.get_state())
     resumed.train()
-    assert resumed.iteration == 4 and load_checkpoint(first.run_dir)[0]["env_steps"] == 4 * 8 * 8
+    assert resumed.iteration == 4 and read_checkpoint(first.run_dir)[0]["env_steps"] == 4 * 8 * 8
 
 
 def test_finetune_takes_weights_and_resets_std(arm_motions, tmp_path):
@@ -79,8 +79,8 @@ def test_finetune_takes_weights_and_resets_std(arm_motions, tmp_path):
     tuned = Trainer(small_config(arm_motions, tmp_path, "iterations=1", f"init_from={base.run_dir}",
                                  "reset_log_std=-2.0", "name=ft"), log=lambda *_: None)
     assert tuned.run_dir != base.run_dir and tuned.iteration == 0
-    torch.testing.assert_close(tuned.agent.actor_normalizer.mean, base.agent.actor_normalizer.mean)
-    assert torch.allclose(tuned.agent.actor.log_std, torch.full_like(tuned.agent.actor.log_std, -2.0))
+    torch.testing.assert_close(tuned.learner.actor_normalizer.mean, base.learner.actor_normalizer.mean)
+    assert torch.allclose(tuned.learner.actor.log_std, torch.full_like(tuned.learner.actor.log_std, -2.0))
 
 
 def test_finetune_from_an_incompatible_checkpoint_is_a_clear_error(arm_motions, tmp_path):
@@ -101,7 +101,7 @@ def test_adversarial_modes_log_discriminator_stats(arm_motions, tmp_path, mode):
         assert key in last and last[key] == last[key], key  # present and not NaN
     assert 0.0 <= last["adversarial/reward"] <= 1.0
     assert "adversarial/loss" in scalars(trainer.run_dir)
-    assert load_checkpoint(trainer.run_dir)[0]["adversarial"] is not None
+    assert read_checkpoint(trainer.run_dir)[0]["shaper"] is not None
 
 
 def test_cli_train_and_bad_config(arm_motions, tmp_path, capsys):

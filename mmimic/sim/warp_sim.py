@@ -13,11 +13,17 @@ from __future__ import annotations
 import logging
 import warnings
 
-import mujoco
-import mujoco_warp as mjw
-import numpy as np
-import torch
 import warp as wp
+
+# warp logs its banner and a line per loaded kernel module (hundreds for a muscle model) at INFO: quiet
+# from a library import too, not only from the CLI (``mmimic ... --verbose``, or
+# ``wp.config.log_level = wp.LOG_INFO``, brings them back). Warnings still show.
+wp.config.log_level = wp.LOG_WARNING
+
+import mujoco  # noqa: E402
+import mujoco_warp as mjw  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 from mmimic.embodiments import Embodiment
 from mmimic.sim.simulator import SimBase
