@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tensordict import TensorDict
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mmimic.cli import main
 from mmimic.config import load_config
 from mmimic.motion.demo import ensure_demo_library
+from mmimic.rl import Learner, collect
 from mmimic.rl.checkpoint import list_checkpoints, read_checkpoint
-from mmimic.rl.trainer import Trainer, TrainConfig
+from mmimic.rl.trainer import Trainer, TrainConfig, upgrade_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -151,3 +153,88 @@ def test_experiment_configs_load_and_size_themselves_for_this_cpu(name, envs, mo
     env = resolve_env_config(cfg.env)
     assert env.device == "cpu" and env.num_envs == envs
     assert env.backend in ("auto", "mujoco")  # auto: the C engine on this device
+
+
+# ---------------------------------------------------------------------------------- structure
+@pytest.mark.parametrize("mode", ["none", "amp", "error"])
+def test_a_world_that_blew_up_scores_zero_in_every_mode(arm_motions, tmp_path, mode):
+    """In error mode a blown-up world's zeroed errors are exactly the discriminator's "real" sample: without
+    the shaper's mask it would earn the maximum adversarial reward (a policy could learn to blow up)."""
+    trainer = Trainer(small_config(arm_motions, tmp_path, f"adversarial.mode={mode}", "adversarial.hidden=[32]",
+                                   "adversarial.minibatch_size=64"), log=lambda *_: None)
+    env = trainer.env
+    env.sim.qvel[1, 0] = float("nan")  # world 1 blows up in the first step
+    next_keys = trainer.shaper.next_keys if trainer.shaper else ()
+    rollout, _ = collect(env, trainer.learner, 2, trainer.td, next_keys=next_keys)
+    assert rollout["unstable"][:, 0].tolist() == [i == 1 for i in range(8)]
+    if trainer.shaper is not None:
+        trainer.shaper.shape(rollout)
+        d_reward = trainer.shaper.discriminator.reward(trainer.shaper.features(rollout))
+        assert d_reward[1, 0] > 0  # the discriminator does score it ...
+    assert rollout["reward"][1, 0] == 0  # ... but the reward is 0
+    assert (rollout["reward"][[0, 2, 3], 0] != 0).all()
+
+
+class CountingLearner:
+    """A minimal Learner (uniform random actions): the trainer must need nothing more."""
+
+    name = "counting"
+    obs_keys = ("observation",)
+    steps_per_update = 3
+
+    def __init__(self, action_dim: int):
+        self.action_dim, self.observed, self.updates = action_dim, [], 0
+
+    def act(self, td, deterministic=False):
+        return TensorDict({"action": torch.rand(td.batch_size[0], self.action_dim) * 2 - 1}, batch_size=td.batch_size)
+
+    def observe(self, rollout):
+        self.observed.append(tuple(rollout.batch_size))
+
+    def update(self):
+        self.updates += 1
+        return {"updates": float(self.updates)}
+
+    def state_dict(self):
+        return {"updates": self.updates}
+
+    def load_state_dict(self, state, load_optimizer=True):
+        self.updates = state["updates"]
+
+
+def test_the_trainer_needs_only_the_learner_interface(arm_motions, tmp_path):
+    trainer = Trainer(small_config(arm_motions, tmp_path), log=lambda *_: None)
+    assert isinstance(trainer.learner, Learner)
+    trainer.learner = CountingLearner(trainer.env.action_spec.shape[-1])
+    assert isinstance(trainer.learner, Learner)
+    stats = trainer.train_iteration()
+    assert trainer.learner.observed == [(8, 3)] and stats["counting/updates"] == 1.0
+    assert trainer.env_steps == 8 * 3 and trainer.state()["learner"] == {"updates": 1}
+
+
+def test_checkpoints_of_the_earlier_layout_still_load(arm_motions, tmp_path):
+    first = Trainer(small_config(arm_motions, tmp_path, "iterations=1"), log=lambda *_: None)
+    first.train()
+    state = first.state()
+    learner = state.pop("learner")
+    old = {**state, "agent": learner["model"], "optimizer": learner["optimizer"],
+           "num_updates": learner["num_updates"], "adversarial": state.pop("shaper")}
+    path = tmp_path / "old.pt"
+    torch.save(old, path)
+    assert upgrade_checkpoint(old)["learner"]["num_updates"] == 1
+    resumed = Trainer(small_config(arm_motions, tmp_path, "iterations=2", f"resume={path}"), log=lambda *_: None)
+    assert resumed.iteration == 1 and resumed.learner.num_updates == 1
+    for key, value in learner["model"].items():
+        torch.testing.assert_close(resumed.learner.state_dict()["model"][key], value)
+
+
+def test_env_docstring_examples_run(tmp_path, monkeypatch):
+    """The ``Examples:`` blocks of MuscleEnv and MuscleImitationEnv are runnable as written."""
+    import doctest
+
+    from mmimic.envs import imitation_env, muscle_env
+
+    monkeypatch.chdir(tmp_path)  # the imitation example makes its demo motions under ./data
+    for module in (muscle_env, imitation_env):
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert result.attempted >= 4 and result.failed == 0, module.__name__

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 class EmbodimentConfig:
     """How to build one muscle model. ``None`` keeps the model's (or embodiment's) own value."""
 
-    name: str = "arm26"
+    name: str = "arm26"  # embodiment name (set from env.model)
     remove_fingers: bool = False  # weld finger joints and drop the muscles that cross them
     mimic_sites: bool = True  # add the SMPL map's mimic sites (smpl_maps/<name>.json), if it has one
     timestep: float | None = None  # physics step (s); None: the XML's

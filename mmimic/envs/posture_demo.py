@@ -24,9 +24,9 @@ from mmimic.envs import MuscleEnv, MuscleEnvConfig
 class PostureRunConfig:
     """``experiments/posture.yaml``: the env, how long to run, where to write."""
 
-    env: MuscleEnvConfig = field(default_factory=MuscleEnvConfig)
+    env: MuscleEnvConfig = field(default_factory=MuscleEnvConfig)  # the posture env and task
     steps: int = 300  # control steps
-    out_dir: str = "runs"
+    out_dir: str = "runs"  # run folders are made here
     log_every: int = 10  # control steps between TensorBoard points (one host sync each)
 
 

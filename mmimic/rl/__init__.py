@@ -11,8 +11,8 @@ batched TorchRL env, and adversarial rewards (AMP or error aggregation). One mod
 - ``checkpoint``: atomic checkpoint files; ``trainer``: the training loop.
 """
 
-from mmimic.rl.amp import (AdversarialConfig, AdversarialReward, AdversarialShaper, FeatureReplay, error_features, style_reward,
-                           transition_features)
+from mmimic.rl.amp import (AdversarialConfig, AdversarialReward, AdversarialShaper, FeatureReplay, error_features,
+                           style_reward, transition_features)
 from mmimic.rl.learner import Learner
 from mmimic.rl.networks import Critic, GaussianActor, NetworkConfig, mlp
 from mmimic.rl.normalizer import RunningNormalizer
@@ -20,5 +20,5 @@ from mmimic.rl.ppo import PPO, PPOConfig, compute_gae
 from mmimic.rl.rollout import EpisodeStats, collect
 
 __all__ = ["PPO", "AdversarialConfig", "AdversarialReward", "AdversarialShaper", "Critic", "EpisodeStats",
-           "FeatureReplay", "GaussianActor", "Learner", "NetworkConfig", "PPOConfig", "RunningNormalizer", "collect", "compute_gae",
-           "error_features", "mlp", "style_reward", "transition_features"]
+           "FeatureReplay", "GaussianActor", "Learner", "NetworkConfig", "PPOConfig", "RunningNormalizer", "collect",
+           "compute_gae", "error_features", "mlp", "style_reward", "transition_features"]

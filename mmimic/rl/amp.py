@@ -52,20 +52,20 @@ class AdversarialConfig:
 
     mode: str = "none"  # none | amp | error
     w_task: float = 0.5  # reward = w_task * task_reward + w_adv * discriminator_reward
-    w_adv: float = 0.5
-    hidden: list[int] = field(default_factory=lambda: [1024, 512])
-    activation: str = "relu"
+    w_adv: float = 0.5  # weight of the discriminator reward (see w_task)
+    hidden: list[int] = field(default_factory=lambda: [1024, 512])  # discriminator hidden layer widths
+    activation: str = "relu"  # discriminator activation (silu, elu, relu, tanh, gelu)
     layer_norm: bool = False  # (the gradient penalty already keeps D smooth)
-    lr: float = 1e-4
-    weight_decay: float = 1e-4
+    lr: float = 1e-4  # discriminator AdamW learning rate
+    weight_decay: float = 1e-4  # AdamW weight decay
     grad_penalty: float = 5.0  # weight of the gradient penalty on real samples
     logit_reg: float = 0.01  # L2 on the last layer's weights
     buffer_size: int = 200_000  # replay of policy features
     epochs: int = 1  # passes per update() call
     minibatches: int = 4  # minibatches per pass
     minibatch_size: int = 4096  # fake samples per minibatch (and as many real ones)
-    normalize_features: bool = True
-    feature_clip: float = 5.0
+    normalize_features: bool = True  # running mean/std normalization of the discriminator's input
+    feature_clip: float = 5.0  # normalized features are clipped to [-clip, clip]
     error_real_noise: float = 0.0  # error mode: |N(0, s^2)| added to the zero real samples (0 = exact zeros)
 
     def validate(self) -> None:

@@ -28,16 +28,16 @@ ACTIVATIONS = {"silu": nn.SiLU, "elu": nn.ELU, "relu": nn.ReLU, "tanh": nn.Tanh,
 class NetworkConfig:
     """Sizes and initialization of the actor and the critic (omegaconf-friendly)."""
 
-    actor_hidden: list[int] = field(default_factory=lambda: [512, 256, 128])
-    critic_hidden: list[int] = field(default_factory=lambda: [512, 256, 128])
+    actor_hidden: list[int] = field(default_factory=lambda: [512, 256, 128])  # hidden layer widths of the policy
+    critic_hidden: list[int] = field(default_factory=lambda: [512, 256, 128])  # hidden layer widths of the value net
     layer_norm: bool = True  # LayerNorm after every hidden Linear, before the activation
     activation: str = "silu"  # one of ACTIVATIONS
     init_log_std: float = -1.0  # initial log sigma of every action dimension (sigma ~ 0.37)
     min_log_std: float = -7.0  # log sigma is clamped to [min, max] when used
-    max_log_std: float = 1.0
+    max_log_std: float = 1.0  # upper clamp of log sigma
     init_action_mean: float = 0.0  # initial bias of the actor's output (0 = excitation 0.5)
     actor_out_gain: float = 0.01  # orthogonal-init gain of the actor's last layer (small: mean ~ bias)
-    critic_out_gain: float = 1.0
+    critic_out_gain: float = 1.0  # orthogonal-init gain of the critic's last layer
 
 
 def mlp(in_dim: int, hidden: list[int] | tuple[int, ...], out_dim: int, *, layer_norm: bool = True,

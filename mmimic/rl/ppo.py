@@ -81,34 +81,34 @@ class PPOConfig:
     """PPO hyper-parameters (omegaconf-friendly). Defaults suit thousands of envs x ~24 steps."""
 
     # learning rate and its schedule
-    lr: float = 3e-4
+    lr: float = 3e-4  # Adam learning rate (the start value for kl_adaptive and linear)
     schedule: str = "kl_adaptive"  # fixed | kl_adaptive | linear
     desired_kl: float = 0.01  # kl_adaptive: lr /= factor above 2x, *= factor below 0.5x (per minibatch)
-    kl_lr_factor: float = 1.5
+    kl_lr_factor: float = 1.5  # kl_adaptive: the factor the lr is divided / multiplied by
     lr_min: float = 1e-5  # kl_adaptive clamp; linear: the final lr
-    lr_max: float = 1e-2
+    lr_max: float = 1e-2  # kl_adaptive: upper clamp
     anneal_updates: int = 1000  # linear: updates over which lr goes from `lr` to `lr_min`
-    adam_eps: float = 1e-5
+    adam_eps: float = 1e-5  # Adam epsilon
     # losses
     clip_eps: float = 0.2  # surrogate ratio clip
     value_clip: float = 0.0  # 0 = off; > 0: value may move at most this much per update (absolute)
-    entropy_coef: float = 0.0
+    entropy_coef: float = 0.0  # entropy bonus weight (sigma is state-independent)
     value_coef: float = 1.0  # loss = policy + value_coef * mean (V - R)^2 - entropy_coef * entropy
-    max_grad_norm: float = 1.0
+    max_grad_norm: float = 1.0  # gradient-norm clipping of actor + critic
     normalize_advantage: bool = True  # over the whole rollout
     # passes
-    epochs: int = 5
-    minibatches: int = 4
+    epochs: int = 5  # passes over each rollout
+    minibatches: int = 4  # minibatches per pass (each N * T / minibatches samples)
     # returns
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
+    gamma: float = 0.99  # discount per control step
+    gae_lambda: float = 0.95  # GAE lambda
     rollout_steps: int = 24  # T per env per update (the trainer passes it to `collect`)
     # inputs
     actor_obs_key: str = "observation"  # env observation entry the actor sees
     critic_obs_key: str = "observation"  # may be a privileged entry; same key = shared normalizer
-    normalize_obs: bool = True
-    obs_clip: float = 5.0
-    network: NetworkConfig = field(default_factory=NetworkConfig)
+    normalize_obs: bool = True  # running mean/std normalization of the observations
+    obs_clip: float = 5.0  # normalized observations are clipped to [-clip, clip]
+    network: NetworkConfig = field(default_factory=NetworkConfig)  # actor and critic sizes and init
 
     def validate(self) -> None:
         bad = []

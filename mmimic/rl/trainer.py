@@ -43,19 +43,19 @@ class TrainConfig:
     retargeted into ``demo_data_dir``) at first use."""
 
     name: str = "train"  # run folder prefix
-    env: MuscleImitationEnvConfig = field(default_factory=MuscleImitationEnvConfig)
-    ppo: PPOConfig = field(default_factory=PPOConfig)
-    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
+    env: MuscleImitationEnvConfig = field(default_factory=MuscleImitationEnvConfig)  # the imitation env and task
+    ppo: PPOConfig = field(default_factory=PPOConfig)  # the learner (PPO)
+    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)  # optional discriminator reward
     iterations: int = 500  # PPO updates
     time_limit_min: float = 0.0  # > 0: also stop (with a checkpoint) after this many minutes of training
-    out_dir: str = "runs"
-    checkpoint_every: int = 50
-    keep_checkpoints: int = 3
+    out_dir: str = "runs"  # run folders are made here: <out_dir>/<name>-<model>-<date>
+    checkpoint_every: int = 50  # iterations between checkpoints (one is also written at the end)
+    keep_checkpoints: int = 3  # newest checkpoints kept in <run>/checkpoints
     log_every: int = 1  # iterations between progress lines
     resume: str = ""  # run dir or checkpoint: continue that run (same folder)
     init_from: str = ""  # checkpoint to fine-tune from: weights and normalizers only
     reset_log_std: float | None = None  # fine-tuning: restart exploration at this log sigma
-    demo_data_dir: str = "data"
+    demo_data_dir: str = "data"  # where the demo motions are synthesized and retargeted (env.motions empty)
 
 
 def upgrade_checkpoint(state: dict) -> dict:

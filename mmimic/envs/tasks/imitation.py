@@ -308,8 +308,8 @@ class ImitationTaskConfig:
     history_steps: int = 0  # past proprioception vectors appended to the observation
     critic_obs: bool = False  # add "critic_observation": observation + privileged tracking state
     refresh_kinematics: bool = False  # recompute site positions after each step (else 1 physics step old)
-    # reward: term name -> {weight, parameters}; e.g. env.task.rewards.site_pos.weight=0.5
-    rewards: dict[str, dict[str, float]] = field(default_factory=lambda: reward_defaults(REWARDS))
+    rewards: dict[str, dict[str, float]] = field(  # term name -> {weight, parameters}
+        default_factory=lambda: reward_defaults(REWARDS))
     # episode end (a threshold <= 0 disables that check)
     max_site_error: float = 0.3  # m, mean root-relative site deviation -> terminated
     max_root_pos_error: float = 0.5  # m, free root -> terminated

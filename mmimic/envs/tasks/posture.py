@@ -88,8 +88,8 @@ class PostureTaskConfig:
 
     target_range: float = 0.1  # target = default + U(-r, r) * half joint range, clipped to the range
     reset_noise: float = 0.02  # rad (or m) of uniform noise on the start joint positions
-    # reward: term name -> {weight, parameters}; e.g. env.task.rewards.posture.scale=8
-    rewards: dict[str, dict[str, float]] = field(default_factory=lambda: reward_defaults(REWARDS))
+    rewards: dict[str, dict[str, float]] = field(  # term name -> {weight, parameters}
+        default_factory=lambda: reward_defaults(REWARDS))
     max_posture_error: float = 1.0  # rad, RMS joint error -> terminated (<= 0: never)
     fall_height_fraction: float = 0.6  # free root: height below this x the start height -> terminated (<= 0: never)
     max_episode_steps: int = 500  # control steps -> truncated
