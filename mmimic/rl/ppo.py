@@ -104,8 +104,8 @@ class PPOConfig:
     gae_lambda: float = 0.95  # GAE lambda
     rollout_steps: int = 24  # T per env per update (the trainer passes it to `collect`)
     # inputs
-    actor_obs_key: str = "observation"  # env observation entry the actor sees
-    critic_obs_key: str = "observation"  # may be a privileged entry; same key = shared normalizer
+    actor_obs_key: str = keys.OBSERVATION  # env observation entry the actor sees
+    critic_obs_key: str = keys.OBSERVATION  # may be a privileged entry; same key = shared normalizer
     normalize_obs: bool = True  # running mean/std normalization of the observations
     obs_clip: float = 5.0  # normalized observations are clipped to [-clip, clip]
     network: NetworkConfig = field(default_factory=NetworkConfig)  # actor and critic sizes and init
