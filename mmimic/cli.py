@@ -191,7 +191,11 @@ def cmd_motion_synth(args: argparse.Namespace) -> int:
     print(f"mmimic motion synth: {', '.join(args.kinds)} x {args.count} (seeds {args.seed}..{last}), "
           f"{args.duration:g} s at {args.fps:g} fps -> {args.out} (synthetic SMPL-H motions in the AMASS "
           "file format, not captured data)", flush=True)
-    for path in write_synth(args.out, args.kinds, args.count, args.seed, args.fps, args.duration):
+    try:
+        paths = write_synth(args.out, args.kinds, args.count, args.seed, args.fps, args.duration)
+    except (ValueError, OSError) as exc:  # bad --out (a file, not writable, foreign files), --fps/--duration
+        raise SystemExit(f"mmimic motion synth: {exc}") from None
+    for path in paths:
         clip = load_amass(path)
         print(f"  wrote {path} ({clip.num_frames} frames, {path.stat().st_size / 1024:.0f} KiB)")
     return 0
@@ -206,8 +210,11 @@ def cmd_retarget(args: argparse.Namespace) -> int:
     try:
         summary = retarget_dir(args.input, args.model, args.out, smpl_model_dir=args.smpl_model_dir, jobs=args.jobs,
                                fps=args.fps, remove_fingers=args.no_fingers)
-    except (FileNotFoundError, ValueError) as exc:
+    except (ValueError, OSError) as exc:  # bad input/--out/--fps/model: nothing was retargeted
         raise SystemExit(f"mmimic retarget: {exc}") from None
+    except KeyboardInterrupt:
+        raise SystemExit(f"mmimic retarget: interrupted; finished clips are kept and {Path(args.out) / 'summary.json'} "
+                         "lists the others as errors; run the same command again to resume") from None
     agg = summary["aggregate"]
     sources = sorted({e.get("body_model") for e in summary["clips"].values() if e.get("body_model")})
     if sources:
@@ -217,30 +224,48 @@ def cmd_retarget(args: argparse.Namespace) -> int:
         if agg[key] is not None:
             print(f"  mean {key}: {agg[key]:.4g}")
     print(f"summary: {Path(args.out) / 'summary.json'}")
+    if summary.get("incomplete"):
+        print(f"mmimic retarget: not finished: {summary['incomplete']}", file=sys.stderr)
     return 0 if agg["errors"] == 0 else 1
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from mmimic.config import load_config
-    from mmimic.rl.trainer import Trainer, TrainConfig
+    from mmimic.rl.trainer import Trainer, TrainConfig, finetune_config
 
     _quiet_warp(args.verbose)
     overrides = list(args.overrides)
     config = args.config
     if args.resume:
-        from mmimic.rl.checkpoint import resolve_checkpoint
-
-        ckpt = resolve_checkpoint(args.resume)
-        config = config or str(ckpt.parent.parent / "config.yaml")
-        overrides.append(f"resume={ckpt}")
+        where = Path(args.resume)
+        if not where.exists():
+            raise SystemExit(f"mmimic train: --resume {where}: no such run directory or checkpoint file")
+        run_dir = where if where.is_dir() else where.parent.parent
+        if not config and not (run_dir / "config.yaml").is_file():
+            raise SystemExit(f"mmimic train: --resume {where}: {run_dir / 'config.yaml'} is missing; give the "
+                             "run's config with --config")
+        config = config or str(run_dir / "config.yaml")
+        overrides.append(f"resume={where}")
     try:
         cfg = load_config(TrainConfig, config, overrides)
+        cfg.validate()
     except Exception as exc:  # noqa: BLE001 - one line naming the bad key or file
         raise SystemExit(f"mmimic train: bad configuration: {exc}") from None
-    cfg.env.device = _device(args.device or cfg.env.device)
+    if cfg.init_from:
+        try:
+            cfg = finetune_config(cfg, args.overrides)
+        except (FileNotFoundError, RuntimeError) as exc:
+            raise SystemExit(f"mmimic train: init_from: {exc}") from None
+    try:
+        cfg.env.device = _device(args.device or cfg.env.device)
+    except argparse.ArgumentTypeError as exc:
+        raise SystemExit(f"mmimic train: {exc}") from None
     if args.backend:
         cfg.env.backend = args.backend
-    _model(cfg.env.model)
+    try:
+        _model(cfg.env.model)
+    except argparse.ArgumentTypeError as exc:
+        raise SystemExit(f"mmimic train: {exc}") from None
     _check_backends([cfg.env.backend], cfg.env.device, "train")
     if cfg.env.device == "cpu" and str(cfg.env.num_envs).isdigit() and int(cfg.env.num_envs) > 256:
         print(f"note: {cfg.env.num_envs} envs on CPU will be slow (a 2-core CPU runs ~1,000 bimanual env steps/s); "

@@ -279,15 +279,36 @@ def test_options_are_routed(arm26, backend):
         MuscleEnv("arm26", num_envs=0, backend=backend)
 
 
+def _collect_batches(env, policy, **options):
+    collector = Collector(env, policy=policy, frames_per_batch=20, total_frames=60, **options)
+    try:
+        return list(collector)
+    finally:
+        collector.shutdown()
+
+
+def _episodes_carry_on(batches, env) -> bool:
+    """Whether the episodes went on across the batches: where a world's episode did not end at a batch's
+    last step, the next batch starts from that step's next observation (exactly), and the env's
+    episode counter counts every step since the world's last episode end, not only the last batch's."""
+    for prev, cur in zip(batches, batches[1:]):
+        going_on = ~prev["next", "done"][:, -1, 0]
+        if not torch.equal(cur["observation"][going_on, 0], prev["next", "observation"][going_on, -1]):
+            return False
+    done = torch.cat([b["next", "done"][..., 0] for b in batches], dim=1)  # (N, total steps)
+    total = done.shape[1]
+    expected = []
+    for w in range(done.shape[0]):
+        ends = done[w].nonzero().flatten().tolist()
+        expected.append(total - 1 - ends[-1] if ends else total)
+    return env.episode_step.tolist() == expected
+
+
 @pytest.mark.parametrize("policy", ["none", "random"])
 def test_collector(arm26, policy, backend):
     env = _arm(num_envs=2, backend=backend)
     pol = None if policy == "none" else RandomPolicy(env.action_spec)
-    collector = Collector(env, policy=pol, frames_per_batch=20, total_frames=60)
-    try:
-        batches = list(collector)
-    finally:
-        collector.shutdown()
+    batches = _collect_batches(env, pol)
     assert len(batches) == 3
     for batch in batches:
         assert batch.numel() == 20
@@ -296,8 +317,20 @@ def test_collector(arm26, policy, backend):
         assert (batch["action"].abs() <= 1).all()
         assert torch.isfinite(batch["next", "observation"]).all()
         assert batch["next", "reward"].shape == (2, 10, 1)
-    # the collector carries on from where it stopped: later batches are not fresh resets
-    assert not torch.equal(batches[0]["observation"][:, 0], batches[1]["observation"][:, 0])
+        # within a batch, steps chain where no episode ended
+        going_on = ~batch["next", "done"][:, :-1, 0]
+        assert torch.equal(batch["observation"][:, 1:][going_on],
+                           batch["next", "observation"][:, :-1][going_on])
+    # the collector carries the episodes on from where it stopped: batch k + 1 continues batch k
+    # (posture task: 500-step episodes, so no episode ends in these 30 steps and all 30 are counted)
+    assert not torch.cat([b["next", "done"] for b in batches], 1).any()
+    assert _episodes_carry_on(batches, env)
+    assert env.episode_step.tolist() == [30, 30]
+    # ... which a collector that resets the env at every batch does not do (the check can tell them apart)
+    env2 = _arm(num_envs=2, backend=backend)
+    reset_each = _collect_batches(env2, pol, reset_at_each_iter=True)
+    assert not _episodes_carry_on(reset_each, env2)
+    assert env2.episode_step.tolist() == [10, 10]
 
 
 # ---------------------------------------------------------------------------------- CUDA

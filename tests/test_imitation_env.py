@@ -21,6 +21,8 @@ from mmimic.motion.batch import retarget_dir
 from mmimic.motion.library import MotionLibrary
 from mmimic.motion.motion_file import load_motion
 from mmimic.motion.synth import write_synth
+from mmimic.rl import (PPO, AdversarialConfig, AdversarialShaper, NetworkConfig, PPOConfig, collect,
+                       compute_gae)
 
 PROPRIO = ["joint_pos", "joint_vel", "muscle_length", "muscle_velocity", "muscle_force", "muscle_activation",
            "site_pos"]
@@ -48,6 +50,19 @@ def _step(env, td, action):
 
 def _hold(env):
     return torch.full((env.num_envs, env.sim.nu), env.task.hold_action)
+
+
+def _fix_starts(monkeypatch, env, clip_ids, times):
+    """Make the env's library draw these (clip, time) pairs (resets, and AMP's expert samples) instead of
+    random ones; returns the tensors, which the caller may change in place for later draws."""
+    clip_ids, times = clip_ids.clone(), times.clone()
+
+    def sample(n, generator=None, truncate_end=0.0):
+        assert n == len(clip_ids), n
+        return clip_ids.clone(), times.clone()
+
+    monkeypatch.setattr(env.library, "sample", sample)
+    return clip_ids, times
 
 
 # ---------------------------------------------------------------------------------- specs
@@ -163,6 +178,37 @@ def test_clip_end_truncates_and_counts_as_success(arm26_motions, backend):
     torch.testing.assert_close(env.task.clip_episodes, torch.bincount(env.task.clip_id, minlength=3).float())
 
 
+def test_failure_on_the_clips_last_step_is_terminated_not_truncated(arm26_motions, backend, monkeypatch):
+    """A world that reaches its clip's end on the very step it fails the termination rule ends as a failure:
+    terminated, not truncated, and counted in clip_failures (a success would bootstrap a failed state)."""
+    env = _env(arm26_motions, num_envs=4, max_site_error=0.05, backend=backend)
+    dt, dur = env.task.dt, env.library.duration
+    ids = torch.tensor([0, 1, 2, 0])
+    # worlds 0 and 1 start half a control step before their clip's end (the next step is the last one),
+    # worlds 2 and 3 in the middle of their clips
+    times = torch.stack([dur[0] - 0.5 * dt, dur[1] - 0.5 * dt, torch.tensor(0.5), torch.tensor(0.7)])
+    _fix_starts(monkeypatch, env, ids, times)
+    td = env.reset()
+    assert torch.equal(env.sim.qpos, env.library.state(ids, times)["qpos"])
+    # worlds 0 and 2 leave the reference: the elbow bent by 0.8 rad (inside its range)
+    elbow = env.sim.qpos[:, 1]
+    bent = torch.where(elbow < 1.3, elbow + 0.8, elbow - 0.8)
+    for w in (0, 2):
+        env.sim.qpos[w, 1] = bent[w]
+    out = _step(env, td, _hold(env))["next"]
+    errors = out["tracking_errors", "site_rel"]
+    assert (errors[[0, 2]] > 0.05).all() and (errors[[1, 3]] < 0.05).all(), errors  # the rule fails 0 and 2
+    assert not out["unstable"].any()
+    assert out["terminated"].squeeze(-1).tolist() == [True, False, True, False]
+    # only world 1 reached its clip's end without failing
+    assert out["truncated"].squeeze(-1).tolist() == [False, True, False, False]
+    assert out["done"].squeeze(-1).tolist() == [True, True, True, False]
+    # per clip: world 0 (clip 0) and world 2 (clip 2) failed; world 1 (clip 1) finished its clip
+    assert env.task.clip_failures.tolist() == [1.0, 0.0, 1.0]
+    assert env.task.clip_episodes.tolist() == [1.0, 1.0, 1.0]
+    torch.testing.assert_close(env.task.clip_failure_rate(), torch.tensor([1.0, 0.0, 1.0]))
+
+
 def test_max_episode_steps_truncates(arm26_motions, backend):
     env = _env(arm26_motions, num_envs=2, max_episode_steps=2, max_site_error=0.0, backend=backend)
     td = env.rollout(4, break_when_any_done=False)
@@ -225,6 +271,101 @@ def test_weights_update_on_their_own_every_interval(arm26_motions, backend):
     expected = torch.tensor([1.05, 0.05, 0.05])
     torch.testing.assert_close(env.library.weights, expected / expected.sum())
     torch.testing.assert_close(env.task.clip_failures, torch.tensor([2.0, 0.0, 0.0]))
+
+
+# ---------------------------------------------------------------------------------- AMP and PPO on this env
+def test_amp_policy_features_on_the_reference_equal_the_expert_transitions(arm26_motions, backend,
+                                                                           monkeypatch):
+    """Worlds placed exactly on the reference at (clip, t) and (clip, t + dt) give the policy-side AMP
+    features (the observation entries ``motion_feature_keys`` at t and t + 1, as
+    AdversarialShaper.features reads a rollout) that equal the expert transitions
+    ``reference_transitions`` draws at the same clips and times."""
+    env = _env(arm26_motions, num_envs=4, seed=5, max_site_error=0.0, backend=backend)
+    env.reset()  # reference-state initialisation draws the clips and times
+    ids, times = env.task.clip_id.clone(), env.task.ref_time.clone()
+    assert (times > 0).all() and len(set(times.tolist())) == 4
+    spec = env.observation_spec
+    feature_keys = tuple(env.task.motion_feature_keys)
+    assert feature_keys == ("joint_pos", "joint_vel")
+    shaper = AdversarialShaper(AdversarialConfig(mode="amp", hidden=[8]), env.task,
+                               {k: spec[k].shape[-1] for k in spec.keys()})
+    assert shaper.next_keys == feature_keys
+    F = sum(spec[k].shape[-1] for k in feature_keys)
+
+    # policy side: the env's own reset puts each world on the reference at t, then at t + dt
+    _, fixed_times = _fix_starts(monkeypatch, env, ids, times)
+    td_t = env.reset()
+    fixed_times += env.task.dt
+    td_t1 = env.reset()
+    torch.testing.assert_close(env.task.ref_time, times + env.task.dt)
+    rollout = td_t.select(*feature_keys).clone()
+    rollout.set("next", td_t1.select(*feature_keys).clone())
+    policy = shaper.features(rollout)
+    # expert side at the same clips and times
+    fixed_times -= env.task.dt
+    expert = env.task.reference_transitions(4)
+    assert policy.shape == expert.shape == (4, 2 * F)
+    torch.testing.assert_close(policy, expert)
+    # not trivially equal: most worlds' motions move within dt (a clip may hold still), and the worlds differ
+    assert ((expert[:, :F] - expert[:, F:]).abs().amax(-1) > 1e-3).sum() >= 3
+    assert (expert[1:] - expert[:1]).abs().amax(-1).min() > 1e-4
+    # the same through collect: the first step's features at t (before physics moves the body) are the
+    # expert's
+    env.reset()
+    agent = PPO.for_env(env, PPOConfig(network=NetworkConfig(actor_hidden=[16], critic_hidden=[16])))
+    collected, _ = collect(env, agent, 2, env.reset(), next_keys=shaper.next_keys)
+    torch.testing.assert_close(shaper.features(collected)[:, 0, :F], expert[:, :F])
+
+
+@pytest.mark.parametrize("critic", ["shared", "asymmetric"])
+def test_truncated_step_at_a_clip_end_bootstraps_from_the_final_observation(arm26_motions, backend,
+                                                                            monkeypatch, critic):
+    """collect + PPO.observe on the imitation env: at the step that reaches the clip's end (truncated),
+    next_value is the critic's value of the observation that step produced (the clip's last frame), not
+    of the reset observation the next step starts from."""
+    env = _env(arm26_motions, num_envs=3, seed=1, max_site_error=0.0, critic_obs=critic == "asymmetric",
+               backend=backend)
+    dt, dur = env.task.dt, env.library.duration
+    ids = torch.tensor([0, 1, 2])
+    _fix_starts(monkeypatch, env, ids, dur[ids] - 1.5 * dt)  # every start: 2 steps before the clip's end
+    key = "critic_observation" if critic == "asymmetric" else "observation"
+    torch.manual_seed(0)
+    agent = PPO.for_env(env, PPOConfig(network=NetworkConfig(actor_hidden=[32], critic_hidden=[32]),
+                                       critic_obs_key=key))
+    produced = []  # what each env step returned, before any reset replaces it
+    step = env._step
+
+    def recording_step(td):
+        out = step(td)
+        produced.append(out.clone())
+        return out
+
+    monkeypatch.setattr(env, "_step", recording_step)
+    rollout, _ = collect(env, agent, 4, env.reset())
+    agent.observe(rollout)
+    assert len(produced) == 4
+    trunc, term = rollout["truncated"], rollout["terminated"]
+    assert trunc[:, [1, 3]].all() and not trunc[:, [0, 2]].any() and not term.any()  # 2-step episodes
+    final = produced[1]  # the clip's last frame
+    assert (final["phase"] == 1.0).all()
+    for k in agent.obs_keys:
+        torch.testing.assert_close(rollout["next", k][:, 1], final[k])
+    # the step after starts from the reset observation, 2 steps before the end again
+    reset_obs = rollout[key][:, 2]
+    torch.testing.assert_close(reset_obs, rollout[key][:, 0])
+    assert (reset_obs - final[key]).abs().amax(-1).min() > 1e-3
+    v_final, v_reset = agent.value(final[key]), agent.value(reset_obs)
+    assert (v_final - v_reset).abs().min() > 1e-4  # the test can tell them apart
+    torch.testing.assert_close(rollout["next_value"][:, 1], v_final)
+    # (and at the next episode's end)
+    torch.testing.assert_close(rollout["next_value"][:, 3], agent.value(produced[3][key]))
+    # elsewhere the episode goes on: next_value is the value the next step was acted on with
+    torch.testing.assert_close(rollout["next_value"][:, [0, 2]], rollout["value"][:, [1, 3]])
+    # and GAE bootstraps the truncated step from it
+    gamma = agent.cfg.gamma
+    adv, _ = compute_gae(rollout["reward"], rollout["value"], rollout["next_value"], term, rollout["done"],
+                         gamma, agent.cfg.gae_lambda)
+    torch.testing.assert_close(adv[:, 1], rollout["reward"][:, 1] + gamma * v_final - rollout["value"][:, 1])
 
 
 # ---------------------------------------------------------------------------------- reward

@@ -357,6 +357,85 @@ def test_ppo_first_minibatch_is_on_policy_and_value_clip_runs():
     assert all(math.isfinite(v) for v in stats.values())
 
 
+@pytest.mark.parametrize("normalize_advantage", [False, True])
+@pytest.mark.parametrize("value_clip", [0.0, 0.3])
+def test_ppo_clipped_losses_and_gradient_match_a_hand_computation(value_clip, normalize_advantage):
+    """One epoch, one minibatch over a hand-made rollout of 8 one-step episodes with chosen importance
+    ratios (old log-probs shifted from the policy's), advantages and old values: the update's
+    policy_loss, value_loss, entropy, clip_fraction and the gradient it steps with equal those of the
+    PPO loss written out here with torch.distributions."""
+    import copy
+
+    torch.manual_seed(0)
+    eps, c, vcoef, ecoef = 0.2, value_clip, 0.5, 0.01
+    agent = PPO(3, 2, PPOConfig(network=SMALL_NET, normalize_obs=False, epochs=1, minibatches=1,
+                                schedule="fixed", clip_eps=eps, value_clip=value_clip, value_coef=vcoef,
+                                entropy_coef=ecoef, max_grad_norm=1e9, lr=1e-3,
+                                normalize_advantage=normalize_advantage))
+    n = 8
+    obs = torch.randn(n, 3)
+    acted = agent.act(obs)
+    value_now = agent.value(obs)
+    # per sample: the ratio new/old policy, the (raw) advantage, and old value - current value
+    ratio = torch.tensor([0.5, 0.7, 0.95, 1.0, 1.1, 1.3, 1.6, 0.85])
+    adv = torch.tensor([1.0, -1.5, 0.5, -0.5, 2.0, 1.0, -1.0, -0.3])
+    offset = torch.tensor([1.0, 1.0, 0.1, -0.1, -0.8, 0.0, 0.5, 2.0])
+    old_log_prob = acted["log_prob"] - ratio.log()
+    old_value = value_now + offset
+    ret = old_value + adv  # one-step terminated episodes: return = reward, advantage = reward - old value
+    ones = torch.ones(n, 1, dtype=torch.bool)
+    rollout = TensorDict(observation=obs[:, None], action=acted["action"][:, None],
+                         log_prob=old_log_prob[:, None], value=old_value[:, None], reward=ret[:, None],
+                         terminated=ones, truncated=~ones, done=ones,
+                         next=TensorDict(observation=torch.zeros(n, 1, 3), batch_size=[n, 1]),
+                         batch_size=[n, 1])
+
+    # the hand computation, on copies of the networks before the update
+    actor, critic = copy.deepcopy(agent.actor), copy.deepcopy(agent.critic)
+    dist = torch.distributions.Normal(actor(obs), actor.clamped_log_std().exp())
+    r = (dist.log_prob(acted["action"]).sum(-1) - old_log_prob).exp()
+    torch.testing.assert_close(r.detach(), ratio)
+    a = (adv - adv.mean()) / (adv.std() + 1e-8) if normalize_advantage else adv
+    surrogate = torch.min(r * a, r.clamp(1 - eps, 1 + eps) * a)
+    policy_loss = -surrogate.mean()
+    v = critic(obs)
+    value_loss = (v - ret).square()
+    if value_clip:
+        v_clipped = old_value + (v - old_value).clamp(-c, c)
+        value_loss = torch.max(value_loss, (v_clipped - ret).square())
+        # the value clip binds on samples 1, 4 and 6 (the clipped value lands farther from the return)...
+        binds = (v_clipped - ret).square() > (v - ret).square() + 1e-3
+        assert binds.tolist() == [False, True, False, False, True, False, True, False]
+    value_loss = value_loss.mean()
+    entropy = dist.entropy().sum(-1).mean()
+    (policy_loss + vcoef * value_loss - ecoef * entropy).backward()
+    # ... and the ratio clip takes the clipped term on samples 1 and 5 (ratio 0.7 with A < 0, 1.3 with A > 0)
+    clipped = (r.clamp(1 - eps, 1 + eps) * a < r * a - 1e-6).tolist()
+    assert clipped == [False, True, False, False, False, True, False, False]
+    # (the test can tell: the unclipped losses differ)
+    assert abs(-(r * a).mean().item() - policy_loss.item()) > 1e-2
+    if value_clip:
+        assert abs((v - ret).square().mean().item() - value_loss.item()) > 1e-2
+
+    grads = []
+    step = agent.optimizer.step
+
+    def capture(*args, **kwargs):
+        grads.extend(p.grad.clone() for p in agent._trainable())
+        return step(*args, **kwargs)
+
+    agent.optimizer.step = capture
+    stats = agent.update(rollout)
+    assert stats["policy_loss"] == pytest.approx(policy_loss.item(), rel=1e-5, abs=1e-6)
+    assert stats["value_loss"] == pytest.approx(value_loss.item(), rel=1e-5, abs=1e-6)
+    assert stats["entropy"] == pytest.approx(entropy.item(), rel=1e-5)
+    assert stats["clip_fraction"] == pytest.approx(4 / 8)  # |ratio - 1| > 0.2: 0.5, 0.7, 1.3, 1.6
+    hand = [p.grad for p in (*actor.parameters(), *critic.parameters())]
+    assert len(grads) == len(hand)
+    for g, h in zip(grads, hand):
+        torch.testing.assert_close(g, h, rtol=1e-4, atol=1e-6)
+
+
 def test_state_dict_round_trip_and_config_errors():
     state, rollout = _toy_rollout(seed=2)
     agent = PPO(3, 1, PPOConfig(network=SMALL_NET))

@@ -11,8 +11,8 @@ from mmimic.cli import main
 from mmimic.config import load_config
 from mmimic.motion.demo import ensure_demo_library
 from mmimic.rl import Learner, collect
-from mmimic.rl.checkpoint import list_checkpoints, read_checkpoint
-from mmimic.rl.trainer import Trainer, TrainConfig, upgrade_checkpoint
+from mmimic.rl.checkpoint import checkpoint_iteration, list_checkpoints, read_checkpoint, save_checkpoint
+from mmimic.rl.trainer import Trainer, TrainConfig, finetune_config, upgrade_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -59,20 +59,168 @@ def test_run_writes_config_events_checkpoints(arm_motions, tmp_path):
     assert 0 < last["speed/train_steps_per_s"] <= last["speed/env_steps_per_s"] * 1.5
 
 
-def test_resume_continues_counters_weights_and_rng(arm_motions, tmp_path):
-    first = Trainer(small_config(arm_motions, tmp_path, "iterations=2"), log=lambda *_: None)
+def _weights(trainer) -> dict:
+    return trainer.learner.state_dict()["model"]
+
+
+@pytest.mark.parametrize("mode", ["none", "amp"])
+def test_resume_is_exact_two_plus_two_equals_four(arm_motions, tmp_path, mode):
+    """2 iterations + resume + 2 more end bit for bit where 4 uninterrupted iterations end: weights,
+    optimizer, env state (simulator, episodes in flight), counters."""
+    extra = [f"adversarial.mode={mode}", "adversarial.hidden=[32]", "adversarial.minibatch_size=64"]
+    whole = Trainer(small_config(arm_motions, tmp_path / "a", "iterations=4", *extra), log=lambda *_: None)
+    whole.train()
+    first = Trainer(small_config(arm_motions, tmp_path / "b", "iterations=2", *extra), log=lambda *_: None)
     first.train()
     state, _ = read_checkpoint(first.run_dir)
     assert state["iteration"] == 2 and state["env_steps"] == 2 * 8 * 8
-    resumed = Trainer(small_config(arm_motions, tmp_path, "iterations=4", f"resume={first.run_dir}"),
+    resumed = Trainer(small_config(arm_motions, tmp_path / "b", "iterations=4", f"resume={first.run_dir}", *extra),
                       log=lambda *_: None)
     assert resumed.run_dir == first.run_dir and resumed.iteration == 2
-    for key, value in first.learner.state_dict()["model"].items():
-        torch.testing.assert_close(resumed.learner.state_dict()["model"][key], value)
-    assert resumed.learner.num_updates == first.learner.num_updates
-    torch.testing.assert_close(resumed.env.rng.get_state(), first.env.rng.get_state())
     resumed.train()
     assert resumed.iteration == 4 and read_checkpoint(first.run_dir)[0]["env_steps"] == 4 * 8 * 8
+    for key, value in _weights(whole).items():
+        assert torch.equal(_weights(resumed)[key], value), key
+    assert torch.equal(resumed.env.sim.qpos, whole.env.sim.qpos)
+    assert torch.equal(resumed.env.task.ref_time, whole.env.task.ref_time)
+    assert torch.equal(resumed.td["observation"], whole.td["observation"])
+    if mode == "amp":
+        for key, value in whole.shaper.discriminator.state_dict().items():
+            assert torch.equal(resumed.shaper.discriminator.state_dict()[key], value), key
+
+
+def test_resuming_an_older_checkpoint_starts_a_branch_and_keeps_the_abandoned_one(arm_motions, tmp_path):
+    run = Trainer(small_config(arm_motions, tmp_path, "iterations=4", "checkpoint_every=1", "keep_checkpoints=5"),
+                  log=lambda *_: None)
+    run.train()
+    ckpts = list_checkpoints(run.run_dir)
+    assert [checkpoint_iteration(p) for p in ckpts] == [1, 2, 3, 4]
+    abandoned_bytes = ckpts[-1].read_bytes()
+    lines = []
+    branch = Trainer(small_config(arm_motions, tmp_path, "iterations=3", "checkpoint_every=1", "keep_checkpoints=5",
+                                  f"resume={ckpts[1]}"), log=lines.append)
+    assert any("moved to" in line for line in lines)
+    branch.train()  # iteration 3 of the new branch
+    assert [checkpoint_iteration(p) for p in list_checkpoints(run.run_dir)] == [1, 2, 3]
+    moved = list((run.run_dir / "checkpoints").glob("abandoned-*/ckpt_00000004.pt"))
+    assert len(moved) == 1 and moved[0].read_bytes() == abandoned_bytes  # nothing lost
+    # a later resume of the run continues the new branch, not the abandoned iteration 4
+    again = Trainer(small_config(arm_motions, tmp_path, "iterations=5", f"resume={run.run_dir}"),
+                    log=lambda *_: None)
+    assert again.iteration == 3
+    for key, value in _weights(branch).items():
+        assert torch.equal(_weights(again)[key], value)
+
+
+def test_unreadable_newest_checkpoint_falls_back_with_a_warning(arm_motions, tmp_path):
+    run = Trainer(small_config(arm_motions, tmp_path, "iterations=2", "checkpoint_every=1"), log=lambda *_: None)
+    run.train()
+    newest = list_checkpoints(run.run_dir)[-1]
+    newest.write_bytes(newest.read_bytes()[:100])  # truncated, as by a full disk
+    with pytest.warns(UserWarning, match="could not be read.*using .*ckpt_00000001.pt"):
+        state, path = read_checkpoint(run.run_dir)
+    assert state["iteration"] == 1 and path.name == "ckpt_00000001.pt"
+    with pytest.raises(RuntimeError, match="ckpt_00000002.pt: cannot read checkpoint"):
+        read_checkpoint(newest)  # a file named explicitly: no silent substitute
+
+
+def test_a_crafted_checkpoint_cannot_run_code(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    path = tmp_path / "ckpt_00000001.pt"
+    torch.save({"iteration": 1, "config": "", "learner": Payload()}, path)
+    with pytest.raises(RuntimeError, match="ckpt_00000001.pt: cannot read checkpoint"):
+        read_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_an_interrupted_checkpoint_write_leaves_the_old_ones_whole(arm_motions, tmp_path, monkeypatch):
+    run = Trainer(small_config(arm_motions, tmp_path, "iterations=1"), log=lambda *_: None)
+    run.train()
+    old = list_checkpoints(run.run_dir)
+    old_bytes = [p.read_bytes() for p in old]
+
+    def dies_mid_write(obj, f, *args, **kwargs):
+        f.write(b"PK\x03\x04 half a checkpoint")
+        raise KeyboardInterrupt  # killed while writing
+
+    monkeypatch.setattr(torch, "save", dies_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(run.run_dir, 2, run.state())
+    monkeypatch.undo()
+    assert list_checkpoints(run.run_dir) == old and [p.read_bytes() for p in old] == old_bytes
+    assert read_checkpoint(run.run_dir)[0]["iteration"] == 1
+
+
+@pytest.mark.parametrize("override, message", [
+    ("log_every=0", "log_every must be an integer >= 1, got 0"),
+    ("checkpoint_every=0", "checkpoint_every must be an integer >= 1"),
+    ("time_limit_min=-1", "time_limit_min must be >= 0"),
+    ("ppo.epochs=0", "epochs must be >= 1"),
+])
+def test_numeric_options_are_checked_when_the_config_loads(arm_motions, tmp_path, override, message, capsys):
+    with pytest.raises(ValueError, match=message):
+        small_config(arm_motions, tmp_path, override).validate()
+    with pytest.raises(SystemExit, match=f"mmimic train: bad configuration: .*{message}"):
+        main(["train", "--config", "experiments/smoke.yaml", f"env.motions={arm_motions}", f"out_dir={tmp_path}",
+              override])
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_cli_train_faults_are_one_line_messages(arm_motions, tmp_path):
+    with pytest.raises(SystemExit, match="--resume .*nowhere: no such run directory or checkpoint file"):
+        main(["train", "--resume", str(tmp_path / "nowhere")])
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit, match="torch sees no CUDA device"):
+            main(["train", "--config", "experiments/smoke.yaml", f"env.motions={arm_motions}", "env.device=cuda"])
+    with pytest.raises(SystemExit, match="init_from: .*nothing-here: no such"):
+        main(["train", "--config", "experiments/finetune.yaml", f"init_from={tmp_path / 'nothing-here'}"])
+
+
+def test_finetune_takes_the_model_and_network_from_the_checkpoint(arm_motions, tmp_path):
+    """`make finetune CKPT=<an arm26 run>` with experiments/finetune.yaml (bimanual): the model, observation
+    options and network sizes come from the checkpoint's run, unless given on the command line."""
+    base = Trainer(small_config(arm_motions, tmp_path, "iterations=1"), log=lambda *_: None)
+    base.train()
+    overrides = [f"init_from={base.run_dir}", f"env.motions={arm_motions}", "env.device=cpu", "env.num_envs=4",
+                 "iterations=1", f"out_dir={tmp_path}"]
+    cfg = finetune_config(load_config(TrainConfig, "experiments/finetune.yaml", overrides), overrides,
+                          log=lambda *_: None)
+    assert cfg.env.model == "arm26" and cfg.ppo.network.actor_hidden == base.cfg.ppo.network.actor_hidden
+    tuned = Trainer(cfg, log=lambda *_: None)
+    for key, value in _weights(base).items():
+        if key != "actor.log_std":  # finetune.yaml restarts exploration (reset_log_std)
+            assert torch.equal(_weights(tuned)[key], value), key
+    given = [*overrides, "ppo.network.actor_hidden=[64]"]
+    cfg = finetune_config(load_config(TrainConfig, "experiments/finetune.yaml", given), given, log=lambda *_: None)
+    assert cfg.ppo.network.actor_hidden == [64]  # the user's word wins (and then fails to fit, clearly)
+    with pytest.raises(RuntimeError, match="do not fit"):
+        Trainer(cfg, log=lambda *_: None)
+
+
+def test_resume_through_the_installed_script(arm_motions, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = shutil.which("mmimic") or str(Path(sys.executable).parent / "mmimic")
+    common = [f"env.motions={arm_motions}", "env.num_envs=4", "ppo.rollout_steps=4", "ppo.minibatches=1",
+              "log_every=1"]
+    done = subprocess.run([exe, "train", "--config", "experiments/smoke.yaml", "--device", "cpu",
+                           f"out_dir={tmp_path}", "iterations=1", *common], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    run_dir = next(p for p in tmp_path.iterdir() if p.is_dir())
+    done = subprocess.run([exe, "train", "--resume", str(run_dir), "iterations=2"], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "resumed from" in done.stdout and "at iteration 1" in done.stdout and "it 2/2" in done.stdout
+    assert read_checkpoint(run_dir)[0]["iteration"] == 2
 
 
 def test_finetune_takes_weights_and_resets_std(arm_motions, tmp_path):

@@ -8,7 +8,8 @@ as tables of term functions over one per-step state (``mmimic.envs.terms``). The
 here depends on it.
 
 Action: (N, nu) in [-1, 1], one entry per muscle, mapped linearly to the muscle excitation
-``u = (a + 1) / 2`` in [0, 1] (MuJoCo muscles clamp ctrl to [0, 1]; activation follows
+``u = (a + 1) / 2`` in [0, 1] (NaN counts as 0, anything else outside [-1, 1] is clipped; see
+``sanitize_action``) (MuJoCo muscles clamp ctrl to [0, 1]; activation follows
 ``da/dt = (u - a) / tau`` with tau 10-15 ms up, 40-50 ms down). ``a = -1`` relaxes a muscle.
 
 Output (``Composite``): one entry per observation term (the posture task: ``root`` for free roots,
@@ -57,6 +58,18 @@ def resolve_env_config(cfg: MuscleEnvConfig) -> MuscleEnvConfig:
         raise ValueError(f"num_envs must be >= 1, got {cfg.num_envs!r}")
     cfg.task.validate()
     return cfg
+
+
+ACTION_LIMIT = 10.0  # raw actions are clamped to [-10, 10]: bounds the out-of-range penalty
+
+
+def sanitize_action(action: torch.Tensor) -> torch.Tensor:
+    """The action as the env uses it: float32, NaN -> 0, +-inf and huge values clamped to +-ACTION_LIMIT
+    (the physics sees [-1, 1] anyway). A non-finite or huge action from a diverging policy then costs
+    a bounded penalty instead of a NaN / -inf reward that would poison the whole PPO batch; bool or
+    integer actions are cast instead of crashing."""
+    action = action.to(torch.float32)
+    return torch.nan_to_num(action, nan=0.0).clamp(-ACTION_LIMIT, ACTION_LIMIT)
 
 
 def _sanitized(parts: list[torch.Tensor]) -> torch.Tensor:
@@ -159,7 +172,11 @@ class MuscleEnv(EnvBase):
         return self._output(obs, terms, errors, no, None, no, no)
 
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
-        action = tensordict.get(keys.ACTION)
+        raw = tensordict.get(keys.ACTION)
+        if tuple(raw.shape) != tuple(self.action_spec.shape):
+            raise ValueError(f"{type(self).__name__}.step: action must be (num_envs, nu) = "
+                             f"{tuple(self.action_spec.shape)}, got {tuple(raw.shape)}")
+        action = sanitize_action(raw)
         # 1. physics: a world that blew up (NaN / runaway) is flagged and ends its episode
         unstable = self.sim.step((action.clamp(-1.0, 1.0) + 1.0) * 0.5)
         self.episode_step += 1
@@ -203,6 +220,22 @@ class MuscleEnv(EnvBase):
         if reward is not None:
             out[keys.REWARD] = reward[:, None]
         return TensorDict(out, batch_size=n, device=self.device)
+
+    # ---------------------------------------------------------------- saving (exact resume)
+    def state_dict(self) -> dict:
+        """The in-flight episodes, bit for bit: the simulator's state, the task's buffers, episode steps
+        and the env's generator. (The TensorDict the caller carries between steps is the caller's to save.)"""
+        return {"sim": self.sim.state_dict(), "task": self.task.state_dict(),
+                "episode_step": self.episode_step.clone(), "rng": self.rng.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if tuple(state["episode_step"].shape) != (self.num_envs,):
+            raise ValueError(f"env state: {tuple(state['episode_step'].shape)[0]} envs in the saved state, "
+                             f"{self.num_envs} here")
+        self.sim.load_state_dict(state["sim"])
+        self.task.load_state_dict(state["task"])
+        self.episode_step = state["episode_step"].to(self.device).clone()
+        self.rng.set_state(state["rng"])
 
     # ---------------------------------------------------------------- bookkeeping
     @property

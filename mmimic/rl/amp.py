@@ -321,13 +321,19 @@ class AdversarialShaper:
         return stats
 
     def state_dict(self) -> dict:
-        """Discriminator weights and input normalizer (``model``) and its optimizer."""
+        """Discriminator weights and input normalizer (``model``), its optimizer and replay buffer."""
         d = self.discriminator
-        return {"model": d.state_dict(), "optimizer": d.optimizer.state_dict()}
+        return {"model": d.state_dict(), "optimizer": d.optimizer.state_dict(),
+                "replay": d.replay.data[:d.replay.size].clone()}
 
     def load_state_dict(self, state: dict) -> None:
-        self.discriminator.load_state_dict(state["model"])
-        self.discriminator.optimizer.load_state_dict(state["optimizer"])
+        d = self.discriminator
+        d.load_state_dict(state["model"])
+        d.optimizer.load_state_dict(state["optimizer"])
+        replay = state.get("replay")
+        if replay is not None:
+            d.replay.size = min(int(replay.shape[0]), d.replay.capacity)
+            d.replay.data[:d.replay.size] = replay[:d.replay.size]
 
 
 __all__ = ["AdversarialConfig", "AdversarialReward", "AdversarialShaper", "FeatureReplay", "MODES", "error_features",

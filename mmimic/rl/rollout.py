@@ -99,6 +99,15 @@ class EpisodeStats:
             self.running_return *= keep
             self.running_length *= keep
 
+    def state_dict(self) -> dict:
+        return {"running_return": self.running_return.clone(), "running_length": self.running_length.clone(),
+                "sums": self._sums.clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.running_return.copy_(state["running_return"])
+        self.running_length.copy_(state["running_length"])
+        self._sums.copy_(state["sums"])
+
     def summary(self) -> dict[str, float]:
         """``episodes``, ``episode_return``, ``episode_length`` (means; NaN if none ended),
         ``terminated_fraction``, ``truncated_fraction`` of the ended episodes."""

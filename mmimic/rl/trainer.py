@@ -25,13 +25,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
+from tensordict import TensorDict
 from torch.utils.tensorboard import SummaryWriter
 
 from mmimic import keys
 from mmimic.config import to_yaml
 from mmimic.envs import MuscleImitationEnv, MuscleImitationEnvConfig
 from mmimic.rl.amp import AdversarialConfig, AdversarialShaper
-from mmimic.rl.checkpoint import read_checkpoint, save_checkpoint
+from mmimic.rl.checkpoint import abandon_later_checkpoints, list_checkpoints, read_checkpoint, save_checkpoint
 from mmimic.rl.learner import Learner
 from mmimic.rl.ppo import PPO, PPOConfig
 from mmimic.rl.rollout import EpisodeStats, collect
@@ -57,6 +59,53 @@ class TrainConfig:
     reset_log_std: float | None = None  # fine-tuning: restart exploration at this log sigma
     demo_data_dir: str = "data"  # where the demo motions are synthesized and retargeted (env.motions empty)
 
+    def validate(self) -> None:
+        """Every numeric option in range (at load, not after the first iteration). Raises ValueError."""
+        bad = []
+        for name in ("iterations", "checkpoint_every", "keep_checkpoints", "log_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                bad.append(f"{name} must be an integer >= 1, got {value!r}")
+        if not (math.isfinite(self.time_limit_min) and self.time_limit_min >= 0):
+            bad.append(f"time_limit_min must be >= 0 (0: no limit), got {self.time_limit_min!r}")
+        if self.reset_log_std is not None and not math.isfinite(self.reset_log_std):
+            bad.append(f"reset_log_std must be finite, got {self.reset_log_std!r}")
+        if self.resume and self.init_from:
+            bad.append("resume and init_from exclude each other (resume continues a run, init_from starts one)")
+        if bad:
+            raise ValueError("TrainConfig: " + "; ".join(bad))
+        self.ppo.validate()
+        self.adversarial.validate()
+
+
+# What fine-tuning takes from the checkpoint's own config unless the user overrides it: the model and
+# everything that sizes the networks (another value would not fit the saved weights).
+FINETUNE_INHERITED = ("env.model", "env.embodiment", "env.task.lookahead_frames", "env.task.lookahead_stride_s",
+                      "env.task.goal_joint_pos", "env.task.history_steps", "env.task.critic_obs", "ppo.network",
+                      "ppo.actor_obs_key", "ppo.critic_obs_key", "ppo.normalize_obs", "ppo.obs_clip")
+
+
+def finetune_config(cfg: TrainConfig, overrides: list[str] | tuple[str, ...] = (), log=print) -> TrainConfig:
+    """``cfg`` with ``FINETUNE_INHERITED`` taken from ``cfg.init_from``'s own config, except the keys the user
+    set in ``overrides`` (``key=value``, as on the command line)."""
+    if not cfg.init_from:
+        return cfg
+    state, path = read_checkpoint(cfg.init_from)
+    saved = OmegaConf.create(state["config"])
+    given = [o.split("=", 1)[0].strip() for o in overrides]
+    merged = OmegaConf.structured(cfg)
+    taken = []
+    for key in FINETUNE_INHERITED:
+        if any(g == key or g.startswith(key + ".") or key.startswith(g + ".") for g in given):
+            continue
+        value = OmegaConf.select(saved, key, default=None)
+        if value is not None and OmegaConf.select(merged, key) != value:
+            OmegaConf.update(merged, key, value, merge=OmegaConf.is_dict(value))  # nested configs: merged
+            taken.append(key)
+    if taken:
+        log(f"fine-tuning: from {path}'s config: {', '.join(taken)}")
+    return OmegaConf.to_object(merged)
+
 
 def upgrade_checkpoint(state: dict) -> dict:
     """Checkpoints written before the Learner interface (``agent``/``optimizer``/``num_updates`` at the top,
@@ -73,6 +122,7 @@ def upgrade_checkpoint(state: dict) -> dict:
 class Trainer:
     def __init__(self, cfg: TrainConfig, run_dir: Path | None = None, log=print):
         self.cfg, self.log = cfg, log
+        cfg.validate()
         if not cfg.env.motions:
             from mmimic.motion.demo import ensure_demo_library
 
@@ -103,15 +153,17 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def state(self) -> dict:
-        """The checkpoint: the learner's and the shaper's states plus the trainer's counters."""
+        """The checkpoint: the learner's and the shaper's states, the env's in-flight episodes (simulator,
+        task buffers, the TensorDict carried between rollouts), the trainer's counters and RNG states:
+        everything for a resumed run to continue bit for bit (on the CPU)."""
         env = self.env
-        rng = {"torch": torch.get_rng_state(), "env": env.rng.get_state()}
+        rng = {"torch": torch.get_rng_state()}
         if env.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(env.device)
         return {"learner": self.learner.state_dict(),
                 "shaper": self.shaper.state_dict() if self.shaper else None,
                 "iteration": self.iteration, "env_steps": self.env_steps, "rng": rng,
-                "clip_stats": {"episodes": env.task.clip_episodes, "failures": env.task.clip_failures},
+                "env": env.state_dict(), "td": self.td.to_dict(), "episode_stats": self.stats.state_dict(),
                 "config": to_yaml(self.cfg)}
 
     def _read(self, where: str) -> tuple[dict, Path]:
@@ -135,14 +187,28 @@ class Trainer:
         if self.shaper is not None and state.get("shaper"):
             self.shaper.load_state_dict(state["shaper"])
         self.iteration, self.env_steps = state["iteration"], state["env_steps"]
-        torch.set_rng_state(state["rng"]["torch"])
-        self.env.rng.set_state(state["rng"]["env"])
-        if "cuda" in state["rng"] and self.env.device.type == "cuda":
-            torch.cuda.set_rng_state(state["rng"]["cuda"], self.env.device)
-        stats, task = state["clip_stats"], self.env.task
-        if stats["episodes"].shape == task.clip_episodes.shape:
-            task.clip_episodes.copy_(stats["episodes"])
-            task.clip_failures.copy_(stats["failures"])
+        env = self.env
+        if "env" in state:  # the in-flight episodes: the run continues exactly where it stopped
+            try:
+                env.load_state_dict(state["env"])
+            except ValueError as exc:
+                raise ValueError(f"{path}: the run's env does not fit this config ({exc}); resume with the "
+                                 "run's own config.yaml") from None
+            self.td = TensorDict(state["td"], batch_size=env.batch_size, device=env.device)
+            self.stats.load_state_dict(state["episode_stats"])
+        else:  # checkpoints written before exact resume: fresh episodes, the per-clip statistics kept
+            env.rng.set_state(state["rng"]["env"].cpu())
+            stats = state["clip_stats"]
+            if stats["episodes"].shape == env.task.clip_episodes.shape:
+                env.task.clip_episodes.copy_(stats["episodes"])
+                env.task.clip_failures.copy_(stats["failures"])
+        # RNG states are CPU byte tensors whatever map_location did with them
+        torch.set_rng_state(state["rng"]["torch"].cpu())
+        if "cuda" in state["rng"] and env.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), env.device)
+        moved = abandon_later_checkpoints(path)
+        if moved is not None:
+            self.log(f"resuming from an older checkpoint: the later ones of this run were moved to {moved}")
         self.log(f"resumed from {path} at iteration {self.iteration} ({self.env_steps:,} env steps)")
         return path.parent.parent
 

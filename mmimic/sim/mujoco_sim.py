@@ -231,6 +231,29 @@ class MujocoSim(SimBase):
         self._run(self._forward_chunk)
         self._remember_state()
 
+    # ---------------------------------------------------------------- saving (see SimBase.state_dict)
+    _INTEGRATION = int(mujoco.mjtState.mjSTATE_INTEGRATION)  # time, qpos, qvel, act, warm start, ctrl, ...
+
+    def _engine_state(self) -> dict:
+        self._push_written()
+        size = mujoco.mj_stateSize(self.model, self._INTEGRATION)
+        out = np.empty((self.num_worlds, size))
+        for i, d in enumerate(self.datas):
+            mujoco.mj_getState(self.model, d, out[i], self._INTEGRATION)
+        return {"integration": torch.from_numpy(out)}
+
+    def _load_engine_state(self, state: dict) -> None:
+        saved = state["integration"].numpy()
+        size = mujoco.mj_stateSize(self.model, self._INTEGRATION)
+        if saved.shape != (self.num_worlds, size):
+            raise ValueError(f"simulator state: MuJoCo integration state is {saved.shape}, expected "
+                             f"{(self.num_worlds, size)}")
+        for i, d in enumerate(self.datas):
+            mujoco.mj_setState(self.model, d, saved[i], self._INTEGRATION)
+
+    def _after_load(self) -> None:
+        self._remember_state()  # the restored views are the simulator's, not a user's edit
+
     def check_overflow(self) -> int:
         """MuJoCo's arena-full warnings (contacts or constraints dropped), warned once. Returns 1 if any."""
         full = sum(1 for d in self.datas if any(d.warning[w].number for w in _OVERFLOW_WARNINGS))

@@ -189,6 +189,40 @@ class SimBase:
     def control_dt(self) -> float:
         return self.embodiment.control_dt
 
+    # ---------------------------------------------------------------- saving (exact resume)
+    def state_dict(self) -> dict:
+        """Everything a continuation needs, bit for bit: the views, the engine's own state (the float64
+        integration state of each MjData on the C backend, the solver warm start on warp) and the
+        instability counters. Plain tensors and numbers (loadable with ``torch.load(weights_only=True)``)."""
+        self.synchronize()
+        return {"views": {k: getattr(self, k).clone() for k in STATE_VIEWS}, "engine": self._engine_state(),
+                "unstable": self.unstable.clone(), "unstable_count": self.unstable_count.clone(),
+                "steps": self._steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore ``state_dict()`` (same model and world count, or a ValueError saying what differs)."""
+        for k in STATE_VIEWS:
+            view, saved = getattr(self, k), state["views"][k]
+            if tuple(saved.shape) != tuple(view.shape):
+                raise ValueError(f"simulator state: {k} is {tuple(saved.shape)} in the saved state, "
+                                 f"{tuple(view.shape)} here (another model or world count)")
+        self._load_engine_state(state["engine"])
+        for k in STATE_VIEWS:
+            getattr(self, k).copy_(state["views"][k])
+        self.unstable.copy_(state["unstable"])
+        self.unstable_count.copy_(state["unstable_count"])
+        self._steps = int(state["steps"])
+        self._after_load()
+
+    def _engine_state(self) -> dict:
+        return {}
+
+    def _load_engine_state(self, state: dict) -> None:
+        pass
+
+    def _after_load(self) -> None:
+        pass
+
     def _check_ctrl(self, ctrl: torch.Tensor) -> None:
         if ctrl.shape != self.ctrl.shape:
             raise ValueError(f"ctrl must have shape {tuple(self.ctrl.shape)} (N, nu), got {tuple(ctrl.shape)}")

@@ -245,6 +245,13 @@ class WarpSim(SimBase):
     def synchronize(self) -> None:
         wp.synchronize_device(self.wp_device)
 
+    def _engine_state(self) -> dict:
+        """The solver's warm start (the views hold the rest of mujoco_warp's state)."""
+        return {"qacc_warmstart": wp.to_torch(self.d.qacc_warmstart).clone()}
+
+    def _load_engine_state(self, state: dict) -> None:
+        wp.to_torch(self.d.qacc_warmstart).copy_(state["qacc_warmstart"])
+
     def __repr__(self) -> str:
         return (f"WarpSim({self.embodiment.name!r}, num_worlds={self.num_worlds}, device={str(self.device)!r}, "
                 f"nu={self.nu}, substeps={self.substeps}, cuda_graph={self.graph is not None})")

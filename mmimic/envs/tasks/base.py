@@ -50,6 +50,20 @@ class Task:
     def end_step(self, s, obs: dict[str, torch.Tensor], terminated: torch.Tensor, truncated: torch.Tensor) -> None:
         """After the step's outputs are computed: keep what the next step needs (default: nothing)."""
 
+    # ------------------------------------------------------------------ saving (exact resume)
+    saved: tuple[str, ...] = ()  # per-world / per-clip tensor buffers that ``state_dict`` holds
+
+    def state_dict(self) -> dict:
+        return {k: getattr(self, k).clone() for k in self.saved}
+
+    def load_state_dict(self, state: dict) -> None:
+        for k in self.saved:
+            buf = getattr(self, k)
+            if tuple(state[k].shape) != tuple(buf.shape):
+                raise ValueError(f"task state: {k} is {tuple(state[k].shape)} in the saved state, {tuple(buf.shape)} "
+                                 "here (another model, motion set or option)")
+            setattr(self, k, state[k].to(buf.device, buf.dtype).clone())
+
     def uniform(self, shape: tuple[int, ...]) -> torch.Tensor:
         """U(-1, 1) from the env's generator."""
         return torch.rand(shape, generator=self.rng, device=self.device) * 2.0 - 1.0

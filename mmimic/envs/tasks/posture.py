@@ -103,6 +103,8 @@ class PostureTaskConfig:
 class PostureTask(Task):
     """Targets drawn per episode: default + U(-r, r) x half the joint range; start pose: default + noise."""
 
+    saved = ("target_qpos", "start_root_height")
+
     def __init__(self, cfg, sim, body, rng, num_envs, device):
         super().__init__(cfg, sim, body, rng, num_envs, device)
         fr = body.free_root
