@@ -272,9 +272,11 @@ def cmd_train(args: argparse.Namespace) -> int:
               "env.num_envs=auto picks a CPU-sized count", flush=True)
     try:
         trainer = Trainer(cfg)
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:  # bad files, paths, options: one line
         raise SystemExit(f"mmimic train: {exc}") from None
     last = trainer.train()
+    if trainer.stopped_by:
+        return 128 + trainer.stopped_by
     print(f"done: {trainer.iteration} iterations, {trainer.env_steps:,} env steps; run dir {trainer.run_dir}")
     if last:
         print(f"  reward {last['reward/mean']:.4f}, episode length {last.get('episode/episode_length', float('nan')):.1f}")

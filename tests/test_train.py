@@ -386,3 +386,32 @@ def test_env_docstring_examples_run(tmp_path, monkeypatch):
     for module in (muscle_env, imitation_env):
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert result.attempted >= 4 and result.failed == 0, module.__name__
+
+
+def test_sigterm_finishes_the_iteration_writes_a_checkpoint_and_resume_continues(arm_motions, tmp_path):
+    """A cluster's pre-emption (SIGTERM) or Ctrl-C loses nothing: the iteration in flight is finished and
+    checkpointed, and the exit code says which signal (128 + n)."""
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = shutil.which("mmimic") or str(Path(sys.executable).parent / "mmimic")
+    proc = subprocess.Popen([exe, "train", "--config", "experiments/smoke.yaml", "--device", "cpu",
+                             f"out_dir={tmp_path}", f"env.motions={arm_motions}", "env.num_envs=4",
+                             "ppo.rollout_steps=4", "ppo.minibatches=1", "log_every=1", "iterations=100000",
+                             "checkpoint_every=100000"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("it 2/"):
+            proc.send_signal(signal.SIGTERM)
+            break
+    out = "".join(lines) + proc.stdout.read()
+    assert proc.wait(timeout=300) == 128 + signal.SIGTERM, out[-2000:]
+    assert "SIGTERM: finishing iteration" in out and "continue with: mmimic train --resume" in out
+    run_dir = next(p for p in tmp_path.iterdir() if p.is_dir())
+    state, _ = read_checkpoint(run_dir)
+    last_logged = max(int(line.split()[1].split("/")[0]) for line in out.splitlines() if line.startswith("it "))
+    assert state["iteration"] == last_logged >= 2

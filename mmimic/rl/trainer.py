@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -259,6 +261,10 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def train(self) -> dict:
+        """Run to ``cfg.iterations`` (or ``time_limit_min``). SIGINT / SIGTERM (Ctrl-C, a cluster's
+        pre-emption) finish the current iteration, write a checkpoint and stop (``self.stopped_by`` is the
+        signal number); a second signal stops at once, keeping the last checkpoint. Any other exception
+        during an iteration keeps the last checkpoint too: a half-done iteration is never saved."""
         cfg = self.cfg
         start, last = self.iteration, {}
         t_start = time.perf_counter()
@@ -266,12 +272,17 @@ class Trainer:
         self.log(f"training {cfg.env.model} on {self.env.library.num_clips} clips, {self.env.num_envs} envs on "
                  f"{self.env.device} ({self.env.sim!r}), {cfg.iterations} iterations x {self.learner.steps_per_update} "
                  f"steps{limit}; run dir {self.run_dir}")
+        self.stopped_by = 0
+        between_iterations = True
+        previous = self._catch_stop_signals()
         try:
-            while self.iteration < cfg.iterations:
+            while self.iteration < cfg.iterations and not self.stopped_by:
                 if cfg.time_limit_min > 0 and time.perf_counter() - t_start >= 60.0 * cfg.time_limit_min:
                     self.log(f"time limit of {cfg.time_limit_min:g} min reached at iteration {self.iteration}")
                     break
+                between_iterations = False
                 last = self.train_iteration()
+                between_iterations = True
                 for k, v in last.items():
                     if isinstance(v, float) and math.isfinite(v):
                         self.writer.add_scalar(k, v, self.env_steps)
@@ -285,10 +296,37 @@ class Trainer:
                 if self.iteration % cfg.checkpoint_every == 0:
                     save_checkpoint(self.run_dir, self.iteration, self.state(), cfg.keep_checkpoints)
         finally:
-            if self.iteration > start:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            if self.iteration > start and between_iterations:
                 save_checkpoint(self.run_dir, self.iteration, self.state(), cfg.keep_checkpoints)
+            elif not between_iterations:
+                saved = list_checkpoints(self.run_dir)
+                self.log(f"stopped inside iteration {self.iteration + 1}: kept the last checkpoint "
+                         f"({saved[-1].name if saved else 'none'}); the half-done iteration is not saved")
             self.writer.close()
+        if self.stopped_by:
+            self.log(f"stopped by {signal.Signals(self.stopped_by).name} at iteration {self.iteration}, checkpoint "
+                     f"written; continue with: mmimic train --resume {self.run_dir}")
         return last
+
+    def _catch_stop_signals(self) -> dict:
+        """SIGINT / SIGTERM -> stop after this iteration (main thread only); returns the old handlers."""
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def stop(signum, _frame):
+            if self.stopped_by:
+                raise KeyboardInterrupt  # second signal: now
+            self.stopped_by = signum
+            self.log(f"{signal.Signals(signum).name}: finishing iteration {self.iteration + 1}, then a checkpoint "
+                     "(send it again to stop at once)")
+
+        previous = {}
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.getsignal(signum)
+            signal.signal(signum, stop)
+        return previous
 
 
 def progress_line(it: int, total: int, steps: int, s: dict, eta_s: float) -> str:
