@@ -71,6 +71,14 @@ def _model(value: str) -> str:
     return value
 
 
+def _checked(command: str, check, value):
+    """``check(value)`` for a value from a config file (argparse never saw it), or exit with one line."""
+    try:
+        return check(value)
+    except argparse.ArgumentTypeError as exc:
+        raise SystemExit(f"mmimic {command}: {exc}") from None
+
+
 def _quiet_warp(verbose: bool) -> None:
     import warp as wp
 
@@ -151,14 +159,17 @@ def cmd_posture(args: argparse.Namespace) -> int:
         cfg = load_run_config(args.config, flags + list(args.overrides))
     except Exception as exc:  # noqa: BLE001 - report config errors in one line
         raise SystemExit(f"mmimic posture: bad configuration: {exc}") from None
-    cfg.env.device = _device(args.device if args.device is not None else cfg.env.device)
-    _model(cfg.env.model)
+    cfg.env.device = _checked("posture", _device, args.device if args.device is not None else cfg.env.device)
+    _checked("posture", _model, cfg.env.model)
     _check_backends([cfg.env.backend], cfg.env.device, "posture")
     print(f"mmimic posture: {cfg.env.model}, {cfg.env.num_envs} envs on {cfg.env.device} ({cfg.env.backend} "
           f"backend), {cfg.steps} steps. Runs the posture-holding task of MuscleEnv with a random-excitation policy "
           "and logs reward, episode length, early terminations and speed to TensorBoard. Nothing is learned "
           "(imitation is trained by `mmimic train`).", flush=True)
-    summary = run_posture_demo(cfg)
+    try:
+        summary = run_posture_demo(cfg)
+    except OSError as exc:  # --out not a folder / not writable
+        raise SystemExit(f"mmimic posture: {exc}") from None
     for key, value in summary.items():
         print(f"  {key}: {value:.4g}" if isinstance(value, float) else f"  {key}: {value}")
     print(f"TensorBoard: tensorboard --logdir {cfg.out_dir}")
@@ -256,16 +267,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             cfg = finetune_config(cfg, args.overrides)
         except (FileNotFoundError, RuntimeError) as exc:
             raise SystemExit(f"mmimic train: init_from: {exc}") from None
-    try:
-        cfg.env.device = _device(args.device or cfg.env.device)
-    except argparse.ArgumentTypeError as exc:
-        raise SystemExit(f"mmimic train: {exc}") from None
+    cfg.env.device = _checked("train", _device, args.device or cfg.env.device)
     if args.backend:
         cfg.env.backend = args.backend
-    try:
-        _model(cfg.env.model)
-    except argparse.ArgumentTypeError as exc:
-        raise SystemExit(f"mmimic train: {exc}") from None
+    _checked("train", _model, cfg.env.model)
     _check_backends([cfg.env.backend], cfg.env.device, "train")
     if cfg.env.device == "cpu" and str(cfg.env.num_envs).isdigit() and int(cfg.env.num_envs) > 256:
         print(f"note: {cfg.env.num_envs} envs on CPU will be slow (a 2-core CPU runs ~1,000 bimanual env steps/s); "

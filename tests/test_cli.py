@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mmimic.cli import main
@@ -135,3 +136,15 @@ def test_bench_train_compares_training_loop_with_env(tmp_path, monkeypatch, caps
     assert row["env_steps_per_s"] == pytest.approx(8 * 4 / 2.0)  # 16 env steps/s
     assert row["train_steps_per_s"] == pytest.approx(8 * 4 / 4.0)  # 8 steps/s
     assert row["train_over_env"] == pytest.approx(0.5)
+
+
+def test_posture_faults_are_one_line_messages(tmp_path):
+    not_a_folder = tmp_path / "afile"
+    not_a_folder.write_text("keep me")
+    with pytest.raises(SystemExit, match="mmimic posture: .*Not a directory"):
+        main(["posture", "--config", "experiments/posture.yaml", "--out", str(not_a_folder), "--steps", "2",
+              "--num-envs", "2"])
+    assert not_a_folder.read_text() == "keep me"
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit, match="mmimic posture: device 'cuda': torch sees no CUDA device"):
+            main(["posture", "env.device=cuda"])
