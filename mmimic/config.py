@@ -31,16 +31,21 @@ def load_config(schema: type, path: str | None = None, overrides: list[str] | tu
     """Defaults of ``schema``, then the YAML at ``path``, then dotted ``key=value`` overrides.
 
     Unknown keys and wrong types fail with omegaconf's message, which names the key.
+    Keys of an earlier layout are converted first, with a warning, if the schema says how
+    (``schema.upgrade_yaml(node, where)``; e.g. a run's old ``config.yaml`` being resumed).
     """
     cfg = OmegaConf.structured(schema)
+    upgrade = getattr(schema, "upgrade_yaml", None)
     if path:
         if not Path(path).is_file():
             raise FileNotFoundError(f"{path}: no such experiment config")
-        cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
+        data = OmegaConf.load(path)
+        cfg = OmegaConf.merge(cfg, upgrade(data, str(path)) if upgrade else data)
     bad = [o for o in overrides if "=" not in o]
     if bad:
         raise ValueError(f"overrides must be key=value, got {bad}")
-    cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+    given = OmegaConf.from_dotlist(list(overrides))
+    cfg = OmegaConf.merge(cfg, upgrade(given, "the overrides") if upgrade else given)
     return OmegaConf.to_object(cfg)
 
 

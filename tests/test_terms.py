@@ -198,3 +198,26 @@ def test_total_reward_is_the_weighted_sum_and_zero_where_unstable():
     terms = {"a": torch.tensor([1.0, 0.4, 0.8]), "b": torch.tensor([0.1, 0.0, 0.5])}
     unstable = torch.tensor([False, False, True])
     torch.testing.assert_close(total_reward(terms, rewards, unstable), torch.tensor([0.3, 0.2, 0.0]))
+
+
+def test_configs_of_the_earlier_layout_still_load(tmp_path):
+    """A run's config.yaml from before the reward table (e.g. resumed with --resume) loads, with a warning;
+    the posture task's effort weight, positive and subtracted then, becomes a negative weight."""
+    from mmimic.envs.posture_demo import PostureRunConfig
+    from mmimic.rl.trainer import TrainConfig
+
+    old = tmp_path / "config.yaml"
+    old.write_text("env:\n  task:\n    site_pos_weight: 0.5\n    site_pos_scale: 20.0\n    root_ang_vel_factor: 0.3\n"
+                   "    effort_weight: -0.02\n")
+    with pytest.warns(UserWarning) as record:
+        cfg = load_config(TrainConfig, str(old), ["env.task.joint_pos_weight=0.7"])
+    messages = [str(w.message) for w in record]
+    assert any("config.yaml: env.task.site_pos_weight" in m for m in messages)
+    assert any(m.startswith("the overrides: env.task.joint_pos_weight are keys of an earlier layout") for m in messages)
+    rewards = cfg.env.task.rewards
+    assert rewards["site_pos"] == {"weight": 0.5, "scale": 20.0} and rewards["root_vel"]["ang_vel_factor"] == 0.3
+    assert rewards["effort"]["weight"] == -0.02 and rewards["joint_pos"]["weight"] == 0.7
+    old.write_text("env:\n  task:\n    effort_weight: 0.1\n    posture_scale: 8.0\n")
+    with pytest.warns(UserWarning, match="earlier layout"):
+        cfg = load_config(PostureRunConfig, str(old))
+    assert cfg.env.task.rewards["effort"]["weight"] == -0.1 and cfg.env.task.rewards["posture"]["scale"] == 8.0

@@ -4,8 +4,11 @@ options live with its terms, in ``mmimic.envs.tasks``."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field, fields
 from typing import Union
+
+from omegaconf import DictConfig, OmegaConf
 
 from mmimic.embodiments import EmbodimentConfig
 from mmimic.envs.tasks.imitation import ImitationTaskConfig
@@ -79,3 +82,44 @@ class MuscleImitationEnvConfig(MuscleEnvConfig):
 
     motions: str = ""  # reference motions: a directory, a list file or one .npz (empty: the demo set)
     task: ImitationTaskConfig = field(default_factory=ImitationTaskConfig)  # the imitation task
+
+
+# Task keys of the layout before reward terms became a table (``rewards``), per task: old key -> (term,
+# parameter, factor). The posture task's effort weight was positive and subtracted; it is now signed.
+_LEGACY_TASK_KEYS = {
+    "imitation": {**{f"{t}_weight": (t, "weight", 1.0) for t in (
+        "joint_pos", "joint_vel", "root_pos", "root_vel", "site_pos", "site_rot", "site_vel", "effort", "action_rate",
+        "action_bound")},
+        **{f"{t}_scale": (t, "scale", 1.0) for t in (
+            "joint_pos", "joint_vel", "root_pos", "root_vel", "site_pos", "site_rot", "site_vel")},
+        "root_ang_vel_factor": ("root_vel", "ang_vel_factor", 1.0)},
+    "posture": {"posture_scale": ("posture", "scale", 1.0), "upright_weight": ("upright", "weight", 1.0),
+                "upright_scale": ("upright", "scale", 1.0), "effort_weight": ("effort", "weight", -1.0)},
+}
+
+
+def upgrade_task_yaml(node: DictConfig, task: str, where: str, prefix: str) -> DictConfig:
+    """Move the legacy reward keys of ``node`` (a task's YAML node, at ``prefix``) into ``rewards``, with a
+    warning naming them (``task``: "imitation" or "posture")."""
+    if not isinstance(node, DictConfig):
+        return node
+    table = _LEGACY_TASK_KEYS[task]
+    old = [k for k in list(node.keys()) if k in table]
+    if not old:
+        return node
+    for key in old:
+        term, param, factor = table[key]
+        value = node.pop(key)
+        OmegaConf.update(node, f"rewards.{term}.{param}", value * factor if value is not None else value,
+                         merge=True)
+    warnings.warn(f"{where}: {', '.join(prefix + k for k in old)} are keys of an earlier layout; read as "
+                  f"{prefix}rewards.<term>.<weight|scale|...>", stacklevel=3)
+    return node
+
+
+def upgrade_env_yaml(data: DictConfig, task: str, where: str, prefix: str = "env.") -> DictConfig:
+    """``upgrade_task_yaml`` on ``data[env][task]`` (``prefix`` "env.") or ``data[task]`` (prefix "")."""
+    env = data.get("env") if prefix else data
+    if isinstance(env, DictConfig) and isinstance(env.get("task"), DictConfig):
+        upgrade_task_yaml(env.task, task, where, prefix + "task.")
+    return data

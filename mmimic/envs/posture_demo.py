@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from mmimic.config import load_config, to_yaml
 from mmimic.envs import MuscleEnv, MuscleEnvConfig
+from mmimic.envs.config import upgrade_env_yaml
 
 
 @dataclass
@@ -28,6 +29,11 @@ class PostureRunConfig:
     steps: int = 300  # control steps
     out_dir: str = "runs"  # run folders are made here
     log_every: int = 10  # control steps between TensorBoard points (one host sync each)
+
+    @staticmethod
+    def upgrade_yaml(data, where: str):
+        """Keys of an earlier layout -> today's, with a warning."""
+        return upgrade_env_yaml(data, "posture", where)
 
 
 def load_run_config(path: str | None, overrides: list[str]) -> PostureRunConfig:

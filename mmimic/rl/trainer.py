@@ -34,6 +34,7 @@ from torch.utils.tensorboard import SummaryWriter
 from mmimic import keys
 from mmimic.config import to_yaml
 from mmimic.envs import MuscleImitationEnv, MuscleImitationEnvConfig
+from mmimic.envs.config import upgrade_env_yaml
 from mmimic.rl.amp import AdversarialConfig, AdversarialShaper
 from mmimic.rl.checkpoint import abandon_later_checkpoints, list_checkpoints, read_checkpoint, save_checkpoint
 from mmimic.rl.learner import Learner
@@ -60,6 +61,11 @@ class TrainConfig:
     init_from: str = ""  # checkpoint to fine-tune from: weights and normalizers only
     reset_log_std: float | None = None  # fine-tuning: restart exploration at this log sigma
     demo_data_dir: str = "data"  # where the demo motions are synthesized and retargeted (env.motions empty)
+
+    @staticmethod
+    def upgrade_yaml(data, where: str):
+        """Keys of an earlier layout (a run's old ``config.yaml``) -> today's, with a warning."""
+        return upgrade_env_yaml(data, "imitation", where)
 
     def validate(self) -> None:
         """Every numeric option in range (at load, not after the first iteration). Raises ValueError."""
