@@ -223,9 +223,12 @@ def cmd_retarget(args: argparse.Namespace) -> int:
                                fps=args.fps, remove_fingers=args.no_fingers)
     except (ValueError, OSError) as exc:  # bad input/--out/--fps/model: nothing was retargeted
         raise SystemExit(f"mmimic retarget: {exc}") from None
-    except KeyboardInterrupt:
-        raise SystemExit(f"mmimic retarget: interrupted; finished clips are kept and {Path(args.out) / 'summary.json'} "
-                         "lists the others as errors; run the same command again to resume") from None
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: exit 128 + signal, as `mmimic train` does
+        signum, written = getattr(exc, "signum", 2), getattr(exc, "summary_path", None)
+        print("mmimic retarget: interrupted; finished clips are kept" + (
+            f" and {written} lists the others as errors; run the same command again to resume" if written else ""),
+            file=sys.stderr)
+        return 128 + signum
     agg = summary["aggregate"]
     sources = sorted({e.get("body_model") for e in summary["clips"].values() if e.get("body_model")})
     if sources:

@@ -1,5 +1,7 @@
 """The embodiment registry: names, sizes, finger removal, simulation options and their validation."""
 
+import json
+
 import mujoco
 import numpy as np
 import pytest
@@ -152,3 +154,19 @@ def test_unknown_option_raises_typeerror():
 def test_remove_fingers_on_arm26_raises():
     with pytest.raises(ValueError, match="arm26"):
         load_embodiment("arm26", remove_fingers=True)
+
+
+def test_a_broken_smpl_map_is_a_clear_error(tmp_path, monkeypatch):
+    from mmimic.embodiments import smpl_map
+
+    good = json.loads((smpl_map.MAPS_DIR / "bimanual.json").read_text())
+    monkeypatch.setattr(smpl_map, "MAPS_DIR", tmp_path)
+    (tmp_path / "bad.json").write_text("{ not json")
+    with pytest.raises(ValueError, match=r"bad.json: not valid JSON"):
+        smpl_map.load_smpl_map("bad")
+    for field, value in (("weight", -1.0), ("weight", "heavy"), ("offset", [0.0, 1.0])):
+        broken = json.loads(json.dumps(good))
+        broken["keypoints"][1][field] = value
+        (tmp_path / "bad.json").write_text(json.dumps(broken))
+        with pytest.raises(ValueError, match=r"bad.json: keypoints\[1\].*weight must be a number > 0"):
+            smpl_map.load_smpl_map("bad")

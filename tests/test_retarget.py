@@ -4,7 +4,17 @@ determinism. Clips are short (1.0-1.2 s at 30 fps -> ~100-120 IK frames at the 1
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
 from pathlib import Path
 
 import mujoco
@@ -16,9 +26,10 @@ from mmimic.cli import main
 from mmimic.embodiments import EMBODIMENTS, EmbodimentInfo, embodiment_info
 from mmimic.embodiments import smpl_map as smpl_map_module
 from mmimic.math import axis_angle_to_matrix, matrix_to_axis_angle
-from mmimic.motion.batch import SUMMARY_KEYS, retarget_dir
+from mmimic.motion import batch
+from mmimic.motion.batch import SUMMARY_KEYS, retarget_dir, write_summary
 from mmimic.motion.library import MotionLibrary
-from mmimic.motion.motion_file import load_motion
+from mmimic.motion.motion_file import MotionClip, load_motion, save_motion
 from mmimic.motion.retarget import (
     SMPL_TO_MODEL, IKSolver, RetargetConfig, _foot_geoms, keypoint_targets, lowest_point, place_on_floor,
     qa_metrics, rest_site_positions, retarget_joints,
@@ -601,6 +612,281 @@ def test_arm26_cli_retargets_a_reach(tmp_path, capsys, arm26):
         assert shoulder[-1] < 45 and np.ptp(elbow) > 3  # the elbow straightens while reaching
     lib = MotionLibrary.from_dir(out, embodiment="arm26")
     assert lib.num_clips == 2 and lib.layout.site_names == ("shoulder_mimic", "elbow_mimic", "hand_mimic")
+
+
+# ----------------------------------------------------------------- 7. nothing lost: inputs, outputs, summary
+
+def _snapshot(folder: Path) -> dict:
+    return {p: p.read_bytes() for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("case", ["same", "out inside input", "input inside out", "file into its folder"])
+def test_cli_refuses_an_output_nested_with_the_input(tmp_path, case):
+    """Fault: `mmimic retarget DIR --out DIR` replaced the AMASS inputs with motions and exited 0."""
+    base = tmp_path / "data"
+    src = base / "amass"
+    write_synth(src, kinds=("reach",), count=2, duration=0.5)
+    inp, out = {"same": (src, src), "out inside input": (src, src / "retargeted"),
+                "input inside out": (src, base), "file into its folder": (src / "reach_0.npz", src)}[case]
+    before = _snapshot(base)
+    with pytest.raises(SystemExit) as exc:
+        main(["retarget", str(inp), "--model", "arm26", "--out", str(out)])
+    msg = str(exc.value.code)
+    assert msg.startswith("mmimic retarget:") and str(inp) in msg and str(out) in msg, msg
+    assert "choose" in msg
+    assert _snapshot(base) == before and not (src / "retargeted").exists()
+
+
+def test_cli_existing_files_at_output_paths_are_not_overwritten(tmp_path, capsys):
+    """Fault: an unreadable or foreign file at an output path was 'redone' (overwritten). Now: an error for
+    that clip, the file untouched, the batch goes on; a motion of another model is not reused either.
+    Also: an implausible input frame rate is warned about in the output and in summary.json."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    write_synth(src, kinds=("reach",), count=2, duration=1.0)
+    fast = synthesize("reach", duration=1.0, seed=2)
+    fast["mocap_framerate"] = np.array(2000.0)
+    save_npz(src / "reach_2.npz", fast)
+    out.mkdir()
+    shutil.copy(src / "reach_0.npz", out / "reach_0.npz")  # an AMASS file where an output goes
+    T = 5
+    save_motion(out / "reach_1.npz", MotionClip(
+        qpos=np.zeros((T, 2), np.float32), qvel=np.zeros((T, 2), np.float32), fps=100.0, joint_names=["a", "b"],
+        free_root=False, site_names=["s"], site_pos=np.zeros((T, 1, 3), np.float32),
+        site_quat=np.tile(np.float32([1, 0, 0, 0]), (T, 1, 1)), embodiment="toy", qa={}))
+    inputs, foreign = _snapshot(src), _snapshot(out)
+    rc = main(["retarget", str(src), "--model", "arm26", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert rc == 1
+    assert _snapshot(src) == inputs
+    assert all(p.read_bytes() == b for p, b in foreign.items())  # neither file was touched
+    clips = json.loads((out / "summary.json").read_text())["clips"]
+    amass_err, toy_err = clips[str(src / "reach_0.npz")]["status"], clips[str(src / "reach_1.npz")]["status"]
+    assert amass_err.startswith(f"error: output {out / 'reach_0.npz'} already exists and is not a motion file")
+    assert "retargeted onto 'toy'" in toy_err and "not 'arm26'" in toy_err
+    for err in (amass_err, toy_err):
+        assert "not overwritten" in err and err in printed
+    ok = clips[str(src / "reach_2.npz")]
+    assert ok["status"] == "ok" and load_motion(out / "reach_2.npz").embodiment == "arm26"
+    assert len(ok["warnings"]) == 1 and "2000 fps is implausible" in ok["warnings"][0]
+    assert f"warning {src / 'reach_2.npz'}: {ok['warnings'][0]}" in printed
+
+
+def test_cli_output_that_is_a_file_or_not_writable_is_a_message(tmp_path, monkeypatch):
+    src = tmp_path / "in"
+    write_synth(src, kinds=("reach",), count=1, duration=0.5)
+    afile, locked = tmp_path / "afile", tmp_path / "locked"
+    afile.write_text("keep me")
+    locked.mkdir()
+    real_mkstemp = tempfile.mkstemp
+
+    def mkstemp(*a, dir=None, **k):  # what a read-only directory answers (root ignores chmod)
+        if dir is not None and Path(dir) == locked:
+            raise PermissionError(13, "Permission denied")
+        return real_mkstemp(*a, dir=dir, **k)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    for out, parts in ((afile, ["is a file, not a directory"]), (afile / "sub", ["cannot create it"]),
+                       (locked, ["not writable", "Permission denied"]),
+                       (tmp_path / "clip.npz", ["got a path ending in .npz"])):
+        with pytest.raises(SystemExit) as exc:
+            main(["retarget", str(src), "--model", "arm26", "--out", str(out)])
+        msg = str(exc.value.code)
+        assert msg.startswith("mmimic retarget:") and str(out) in msg and all(p in msg for p in parts), msg
+    assert afile.read_text() == "keep me" and list(locked.iterdir()) == [] and not (tmp_path / "clip.npz").exists()
+
+
+def test_cli_bad_fps_model_dir_and_foreign_summary_are_messages(tmp_path):
+    src = tmp_path / "in"
+    write_synth(src, kinds=("reach",), count=1, duration=0.5)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit, match=r"--fps\): expected a finite number > 0, got inf"):
+        main(["retarget", str(src), "--model", "arm26", "--out", str(out), "--fps", "inf"])
+    cfg = RetargetConfig()
+    with pytest.raises(ValueError, match="finite"):
+        retarget_dir(src, "arm26", out, fps=float("nan"), cfg=cfg, progress=False)
+    assert cfg.fps is None  # the caller's config is not changed (it used to take the fps argument)
+    with pytest.raises(SystemExit, match=r"SMPL model directory .*nowhere: no such file or directory"):
+        main(["retarget", str(src), "--model", "arm26", "--out", str(out), "--smpl-model-dir",
+              str(tmp_path / "nowhere")])
+    assert not out.exists()
+    out.mkdir()
+    (out / "summary.json").write_text('{"my": "notes"}')
+    with pytest.raises(SystemExit, match=r"summary\.json exists and is not a retarget summary; it is not overwritten"):
+        main(["retarget", str(src), "--model", "arm26", "--out", str(out)])
+    assert (out / "summary.json").read_text() == '{"my": "notes"}'
+    assert [p.name for p in out.iterdir()] == ["summary.json"]
+
+
+def test_summary_is_written_atomically_with_the_umask(tmp_path):
+    """Fault: outputs were 0600 whatever the umask (the temp file's mode survived the rename)."""
+    old = os.umask(0o022)
+    try:
+        path = write_summary(tmp_path, {"model": "x", "clips": {}, "aggregate": {}})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644 and json.loads(path.read_text())["model"] == "x"
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+
+
+# Per-clip jobs swapped in for batch._retarget_one. They must be importable by the spawned workers (which
+# get the parent's sys.path), so they live in a module written to tmp_path rather than in this file.
+JOBS = '''
+import os
+import time
+from pathlib import Path
+
+from mmimic.motion import batch
+
+
+def die_on_b(src, dst):
+    """The worker dies (as if OOM-killed) on inputs named b_*; other clips are retargeted for real."""
+    if Path(src).name.startswith("b_"):
+        time.sleep(0.5)
+        os._exit(3)
+    return batch._retarget_one(src, dst)
+
+
+def block(src, dst):
+    """Report this worker's pid, then work for MMIMIC_TEST_SLEEP seconds."""
+    Path(os.environ["MMIMIC_TEST_PIDS"], f"{os.getpid()}-{Path(src).stem}").touch()
+    time.sleep(float(os.environ.get("MMIMIC_TEST_SLEEP", "600")))
+    return {"status": "ok"}
+'''
+
+
+@pytest.fixture
+def jobs_module(tmp_path, monkeypatch):
+    folder = tmp_path / "jobs_module"
+    folder.mkdir()
+    (folder / "mmimic_test_jobs.py").write_text(JOBS)
+    monkeypatch.syspath_prepend(str(folder))
+    sys.modules.pop("mmimic_test_jobs", None)
+    return importlib.import_module("mmimic_test_jobs"), folder
+
+
+def test_a_dying_worker_still_leaves_a_summary(tmp_path, capsys, monkeypatch, jobs_module):
+    """Fault: a killed worker (BrokenProcessPool) lost summary.json. Now the unfinished clips are errors,
+    the finished outputs stay, the summary is written and the command fails with a message."""
+    jobs, _ = jobs_module
+    monkeypatch.setattr(batch, "_retarget_one", jobs.die_on_b)
+    src, out = tmp_path / "in", tmp_path / "out"
+    for name, seed in (("a_ok", 0), ("b_die", 1), ("c_later", 0)):
+        save_npz(src / f"{name}.npz", synthesize("reach", duration=1.0, seed=seed))
+    inputs = _snapshot(src)
+    rc = main(["retarget", str(src), "--model", "arm26", "--out", str(out), "--jobs", "1"])
+    captured = capsys.readouterr()
+    assert rc == 1
+    summary = json.loads((out / "summary.json").read_text())
+    clips = summary["clips"]
+    assert clips[str(src / "a_ok.npz")]["status"] == "ok"
+    for name in ("b_die", "c_later"):
+        assert "a retarget worker process died" in clips[str(src / f"{name}.npz")]["status"]
+    assert summary["aggregate"]["errors"] == 2 and "2 clip(s) not retargeted" in summary["incomplete"]
+    assert "not finished: a retarget worker process died" in captured.err
+    assert "run the same command again" in captured.err
+    assert load_motion(out / "a_ok.npz").embodiment == "arm26"  # the finished output is intact
+    assert sorted(p.name for p in out.iterdir()) == ["a_ok.npz", "summary.json"]  # no partial or temp file
+    assert _snapshot(src) == inputs
+
+
+def _parent_script(tmp_path: Path, jobs_dir: Path, argv: list[str]) -> Path:
+    script = tmp_path / "parent.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys
+
+        if __name__ == "__main__":  # spawned workers import this file again
+            sys.path.insert(0, {str(jobs_dir)!r})
+            import mmimic_test_jobs
+            from mmimic.motion import batch
+            batch._retarget_one = mmimic_test_jobs.block
+            from mmimic.cli import main
+            sys.exit(main({argv!r}))
+    """))
+    return script
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")  # a zombie has exited; only its parent's reaping is left
+
+
+def _wait_for(cond, timeout: float, what: str, proc: subprocess.Popen | None = None):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = cond()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the parent exited ({proc.returncode}) before {what}: {proc.stderr.read()}")
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads worker states from /proc")
+def test_workers_exit_when_the_parent_is_killed(tmp_path, jobs_module):
+    """Fault: retarget workers outlived a killed parent process (and went on using the CPUs)."""
+    _, jobs_dir = jobs_module
+    src, out, pids = tmp_path / "in", tmp_path / "out", tmp_path / "pids"
+    pids.mkdir()
+    for seed in range(4):
+        save_npz(src / f"reach_{seed}.npz", synthesize("reach", duration=0.5, seed=seed))
+    script = _parent_script(tmp_path, jobs_dir, ["retarget", str(src), "--model", "arm26", "--out", str(out),
+                                                 "--jobs", "2"])
+    parent = subprocess.Popen([sys.executable, str(script)], env={**os.environ, "MMIMIC_TEST_PIDS": str(pids)},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        started = _wait_for(lambda: len(list(pids.iterdir())) >= 2 and list(pids.iterdir()), 180, "2 busy workers",
+                            parent)
+        workers = {int(p.name.split("-")[0]) for p in started}
+        assert len(workers) == 2 and parent.pid not in workers and all(_alive(w) for w in workers)
+        parent.kill()  # SIGKILL: the parent gets no chance to stop its pool
+        parent.wait(10)
+        _wait_for(lambda: not any(_alive(w) for w in workers), 5, f"workers {sorted(workers)} to exit")
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+        for p in pids.iterdir():  # on failure, leave no sleeping worker behind
+            if _alive(int(p.name.split("-")[0])):
+                os.kill(int(p.name.split("-")[0]), signal.SIGKILL)
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads worker states from /proc")
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_stops_the_batch_and_writes_the_summary(tmp_path, jobs_module, signum):
+    """Fault: on Ctrl-C the pool ran every queued clip before the parent died with a traceback and no
+    summary (SIGTERM: no summary either). Now the parent stops the batch, running clips finish, the
+    summary lists the rest as interrupted, and the command says so and exits 128 + signal."""
+    _, jobs_dir = jobs_module
+    src, out, pids = tmp_path / "in", tmp_path / "out", tmp_path / "pids"
+    pids.mkdir()
+    for seed in range(5):
+        save_npz(src / f"reach_{seed}.npz", synthesize("reach", duration=0.5, seed=seed))
+    script = _parent_script(tmp_path, jobs_dir, ["retarget", str(src), "--model", "arm26", "--out", str(out)])
+    env = {**os.environ, "MMIMIC_TEST_PIDS": str(pids), "MMIMIC_TEST_SLEEP": "2"}
+    parent = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        first = _wait_for(lambda: list(pids.iterdir()), 180, "the first clip to start", parent)
+        worker = int(first[0].name.split("-")[0])
+        parent.send_signal(signum)
+        _, err = parent.communicate(timeout=60)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait(10)  # its workers then exit by themselves (see the test above)
+    assert parent.returncode == 128 + signum, err
+    assert f"mmimic retarget: interrupted; finished clips are kept and {out / 'summary.json'} lists" in err
+    assert "run the same command again" in err
+    summary = json.loads((out / "summary.json").read_text())
+    statuses = [e["status"] for e in summary["clips"].values()]
+    assert len(statuses) == 5 and summary["incomplete"].startswith("interrupted")
+    assert statuses.count("ok") >= 1 and sum(s.startswith("error: interrupted") for s in statuses) >= 2
+    assert statuses.count("ok") == len(list(pids.iterdir()))  # the clips that started were let finish
+    _wait_for(lambda: not _alive(worker), 5, "the worker to exit")
 
 
 def teardown_module(module):

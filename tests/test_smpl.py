@@ -7,7 +7,11 @@ joint regressor), so smplx's own linear blend skinning must reproduce the built-
 
 from __future__ import annotations
 
+import os
 import pickle
+import re
+import shlex
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -16,6 +20,7 @@ import pytest
 import torch
 
 from mmimic.math import axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_quat, quat_rotate, quat_to_matrix
+from mmimic.motion.motion_file import MotionDataWarning
 from mmimic.motion.smpl import (
     BODY_JOINT_NAMES, BodyModelError, MotionFileError, builtin_skeleton, forward_kinematics, load_amass, smpl_joints,
 )
@@ -85,9 +90,67 @@ def test_mocap_frame_rate_spelling_and_gender_forms(tmp_path):
     for raw, want in ((np.array(b"female"), "female"), (np.array(["Male "]), "male"), (np.str_("neutral"), "neutral")):
         clip = load_amass(write_npz(tmp_path / "x.npz", **{**f, "gender": raw}))
         assert clip.fps == 60.0 and clip.gender == want
-    # a gender stored as a pickled object array (seen in some releases) is still read
-    clip = load_amass(write_npz(tmp_path / "o.npz", **{**f, "gender": np.array("female", dtype=object)}))
-    assert clip.gender == "female"
+    # a gender stored as a pickled object array (seen in some releases) is still read, str or bytes,
+    # whatever the pickle protocol (Python 2 era files use 0-2), through the restricted unpickler
+    for value, proto in (("female", 4), (b"male", 4), ("female", 2), (b"male", 0), ("Male", 1)):
+        path = tmp_path / f"o{proto}.npz"
+        arr = np.array(value, dtype=object)
+        with zipfile.ZipFile(path, "w") as z:  # np.save pickles with protocol 3; write the member by hand
+            with z.open("gender.npy", "w") as fh:
+                np.lib.format.write_array_header_1_0(fh, np.lib.format.header_data_from_array_1_0(arr))
+                pickle.dump(arr, fh, protocol=proto)
+            for key, val in ((k, v) for k, v in f.items() if k != "gender"):
+                with z.open(f"{key}.npy", "w") as fh:
+                    np.lib.format.write_array(fh, np.asarray(val))
+        clip = load_amass(path)
+        assert clip.gender == (value.decode() if isinstance(value, bytes) else value).lower(), (value, proto)
+
+
+class _Payload:
+    """Unpickling this runs a shell command that creates ``marker``: what a crafted file can do to plain
+    ``pickle.load`` / ``np.load(allow_pickle=True)``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.system, (f"touch {shlex.quote(self.marker)}",)
+
+
+def test_crafted_gender_pickle_does_not_run_and_reads_neutral(tmp_path):
+    """Fault: a crafted AMASS file ran code (gender re-read with allow_pickle=True)."""
+    # the crafted file really is an exploit for an unrestricted reader
+    proof = tmp_path / "proof"
+    np.savez(tmp_path / "proof.npz", gender=np.array(_Payload(proof), dtype=object))
+    with np.load(tmp_path / "proof.npz", allow_pickle=True) as z:
+        z["gender"]
+    assert proof.exists()
+    marker = tmp_path / "pwned"
+    path = write_npz(tmp_path / "crafted.npz", **{**amass_fields(), "gender": np.array(_Payload(marker), dtype=object)})
+    before = path.read_bytes()
+    with pytest.warns(MotionDataWarning, match=re.escape(str(path)) + r".*'gender'.*posix.system.*using neutral"):
+        clip = load_amass(path)
+    assert not marker.exists()  # the payload did not run
+    assert clip.gender == "neutral" and clip.num_frames == 12  # the motion itself is still usable
+    assert path.read_bytes() == before
+    # a payload hidden inside a legit-looking list of strings is refused as well
+    listed = write_npz(tmp_path / "listed.npz", **{**amass_fields(), "gender": np.array(["female", _Payload(marker)],
+                                                                                          dtype=object)})
+    with pytest.warns(MotionDataWarning, match="listed.npz"):
+        assert load_amass(listed).gender == "neutral"
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("fps", [1e6, 5.0, 2000.0])
+def test_implausible_frame_rate_warns_with_file_and_value(tmp_path, fps):
+    path = write_npz(tmp_path / "odd.npz", **{**amass_fields(), "mocap_framerate": np.array(fps)})
+    with pytest.warns(MotionDataWarning, match=re.escape(f"{path}: field 'mocap_framerate': {fps:g} fps is "
+                                                         "implausible")):
+        clip = load_amass(path)
+    assert clip.fps == fps
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_amass(write_npz(tmp_path / "ok.npz", **{**amass_fields(), "mocap_framerate": np.array(120.0)}))
 
 
 BROKEN = {
@@ -102,6 +165,8 @@ BROKEN = {
     "betas NaN": (lambda f: f["betas"].__setitem__(3, np.nan), "field 'betas': expected finite values"),
     "fps zero": (lambda f: f.update(mocap_framerate=np.array(0.0)), "field 'mocap_framerate': expected a finite frame rate > 0"),
     "fps nan": (lambda f: f.update(mocap_framerate=np.array(np.nan)), "field 'mocap_framerate'"),
+    "fps negative": (lambda f: f.update(mocap_framerate=np.array(-30.0)), "expected a finite frame rate > 0, got -30"),
+    "fps inf": (lambda f: f.update(mocap_framerate=np.array(np.inf)), "expected a finite frame rate > 0, got inf"),
     "zero frames": (lambda f: f.update(poses=np.zeros((0, 156)), trans=np.zeros((0, 3))), "expected at least one frame"),
     "gender unknown": (lambda f: f.update(gender=np.array("robot")), "field 'gender': expected neutral, male or female"),
     "poses text": (lambda f: f.update(poses=np.array([["a"] * 156])), "field 'poses': expected a numeric array"),
@@ -117,6 +182,29 @@ def test_load_amass_names_file_and_field(tmp_path, case):
     with pytest.raises(MotionFileError) as exc:
         load_amass(path)
     assert str(path) in str(exc.value) and message in str(exc.value)
+
+
+def test_load_amass_field_claiming_a_huge_shape_is_a_file_error(tmp_path):
+    """A damaged or crafted header (10^13 frames) raised a bare MemoryError instead of naming the file."""
+    path = tmp_path / "huge.npz"
+    fields = {k: v for k, v in amass_fields().items() if k != "poses"}
+    with zipfile.ZipFile(path, "w") as z:
+        for key, val in fields.items():
+            with z.open(f"{key}.npy", "w") as fh:
+                np.lib.format.write_array(fh, np.asarray(val))
+        with z.open("poses.npy", "w") as fh:
+            np.lib.format.write_array_header_1_0(fh, {"descr": "<f8", "fortran_order": False, "shape": (10**13, 156)})
+            fh.write(b"\0" * 64)
+    with pytest.raises(MotionFileError, match=r"huge\.npz: cannot read a field: MemoryError"):
+        load_amass(path)
+
+
+def test_load_amass_on_a_retargeted_motion_file_says_so(tmp_path):
+    """A retarget output given back as input (e.g. an output directory nested in the input)."""
+    path = write_npz(tmp_path / "motion.npz", qpos=np.zeros((2, 3)), qvel=np.zeros((2, 3)),
+                     site_pos=np.zeros((2, 1, 3)), embodiment="arm26", fps=100.0)
+    with pytest.raises(MotionFileError, match=r"motion\.npz: missing field.*retargeted motion file .*not an AMASS"):
+        load_amass(path)
 
 
 def test_load_amass_not_a_zip_or_missing(tmp_path):
@@ -283,3 +371,40 @@ def test_smplx_missing_or_broken_model_files(tmp_path):
     (tmp_path / "SMPLH_NEUTRAL.npz").write_text("junk")
     with pytest.raises(BodyModelError, match="cannot read the body model"):
         smpl_joints(clip, model_dir=tmp_path)
+
+
+def test_crafted_body_model_files_are_refused_without_running(tmp_path, monkeypatch):
+    """Fault: SMPL model files (.pkl, and object fields of .npz) were unpickled without restriction, and
+    SMPL-X files were handed to smplx, which does the same."""
+    import smplx.body_models
+
+    monkeypatch.setitem(smplx.body_models.VERTEX_IDS, "smplx", {k: 0 for k in smplx.body_models.VERTEX_IDS["smplx"]})
+    marker = tmp_path / "pwned"
+    clip = moving_clip(tmp_path, 156, T=2)
+    cases = []
+    pkl = tmp_path / "pkl" / "SMPLH_NEUTRAL.pkl"
+    pkl.parent.mkdir()
+    with open(pkl, "wb") as fh:
+        pickle.dump({**fake_model("smplh"), "extra": _Payload(marker)}, fh)
+    cases.append((pkl, clip))
+    npz = tmp_path / "npz" / "SMPLH_NEUTRAL.npz"
+    npz.parent.mkdir()
+    np.savez(npz, **fake_model("smplh"), extra=np.array(_Payload(marker), dtype=object))
+    cases.append((npz, clip))
+    sx = tmp_path / "sx" / "SMPLX_NEUTRAL.npz"
+    sx.parent.mkdir()
+    np.savez(sx, **fake_model("smplx"), joint2num=np.array(_Payload(marker), dtype=object))
+    f = amass_fields(T=2, width=165)
+    cases.append((sx, load_amass(write_npz(tmp_path / "x.npz", **f))))
+    for path, c in cases:
+        before = path.read_bytes()
+        with pytest.raises(BodyModelError) as exc:
+            smpl_joints(c, model_dir=path.parent)
+        msg = str(exc.value)
+        assert str(path) in msg and "refused" in msg and "posix.system" in msg and "could run code" in msg, msg
+        assert not marker.exists(), path
+        assert path.read_bytes() == before
+    # plain data in object fields (SMPL-X files store dicts such as joint2num) is still fine
+    np.savez(sx, **fake_model("smplx"), joint2num=np.array({"pelvis": 0}, dtype=object))
+    out = smpl_joints(cases[2][1], model_dir=sx.parent)
+    assert "SMPLX_NEUTRAL.npz" in out.source

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import io
+import os
+import stat
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -126,9 +132,94 @@ def test_ensure_demo_motions(tmp_path):
     assert all(p.stat().st_mtime_ns == stamp[p] for p in paths)
 
 
-def test_save_is_atomic_and_leaves_no_temp_files(tmp_path):
-    save_npz(tmp_path / "a.npz", synthesize("reach", 0.5))
+def test_save_is_atomic_and_leaves_no_temp_files(tmp_path, monkeypatch):
+    """Was: a plain np.savez passed this test. Now the write fails halfway: the old file stays whole, the
+    partial bytes never reach the final path, no temp file is left; and files follow the umask."""
+    path = tmp_path / "a.npz"
+    old_mask = os.umask(0o022)
+    try:
+        save_npz(path, synthesize("reach", 0.5))
+    finally:
+        os.umask(old_mask)
     assert [p.name for p in tmp_path.iterdir()] == ["a.npz"]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # was 0600 (mkstemp's mode)
+    before = path.read_bytes()
+    real = np.savez_compressed
+    seen = []
+
+    def half_then_die(f, **arrays):
+        buf = io.BytesIO()
+        real(buf, **arrays)
+        f.write(buf.getvalue()[: len(buf.getvalue()) // 2])
+        f.flush()
+        seen.extend(p.name for p in tmp_path.iterdir())
+        assert path.read_bytes() == before  # mid-write, the final path still holds the old file
+        raise KeyboardInterrupt  # e.g. Ctrl-C in the middle of the write
+
+    monkeypatch.setattr(np, "savez_compressed", half_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        save_npz(path, synthesize("wave", 0.5))
+    assert len(seen) == 2 and any(n.startswith(".a.npz.") and n.endswith(".tmp") for n in seen)  # hidden, not *.npz
+    assert [p.name for p in tmp_path.iterdir()] == ["a.npz"] and path.read_bytes() == before
+    assert str(np.load(path)["source"]) == "mmimic synth reach seed 0"
+
+
+def test_ensure_demo_motions_completes_an_interrupted_set(tmp_path):
+    """Fault: any .npz in the folder counted as the whole demo set, so a set cut short stayed short."""
+    demo = tmp_path / "demo"
+    write_synth(demo, ("walk",), 1)
+    (demo / "notes.npz").write_bytes(b"a user file")
+    stamp = (demo / "walk_0.npz").stat().st_mtime_ns
+    paths = ensure_demo_motions(demo, count=1)
+    assert [p.name for p in paths] == sorted(f"{k}_0.npz" for k in KINDS)
+    assert all(p.is_file() for p in paths) and (demo / "walk_0.npz").stat().st_mtime_ns == stamp
+    assert (demo / "notes.npz").read_bytes() == b"a user file"
+
+
+def test_cli_synth_does_not_overwrite_other_files(tmp_path, capsys):
+    """An AMASS (or any) file named like an output is not replaced; nothing is written at all."""
+    out = tmp_path / "clips"
+    out.mkdir()
+    amass = out / "walk_0.npz"
+    np.savez(amass, poses=np.zeros((2, 156)), trans=np.zeros((2, 3)), betas=np.zeros(16), gender="female",
+             mocap_framerate=120.0)
+    before = amass.read_bytes()
+    with pytest.raises(SystemExit) as exc:
+        main(["motion", "synth", "--out", str(out), "--kinds", "walk,reach", "--duration", "0.5"])
+    msg = str(exc.value.code)
+    assert msg.startswith("mmimic motion synth:") and str(amass) in msg and "not overwritten" in msg
+    assert amass.read_bytes() == before and sorted(p.name for p in out.iterdir()) == ["walk_0.npz"]
+    # our own clips are rewritten (same seed, same clip)
+    assert main(["motion", "synth", "--out", str(out), "--kinds", "reach", "--duration", "0.5"]) == 0
+    assert main(["motion", "synth", "--out", str(out), "--kinds", "reach", "--duration", "0.5"]) == 0
+    assert amass.read_bytes() == before
+
+
+def test_cli_synth_bad_out_and_values_are_messages(tmp_path, monkeypatch):
+    """--out that is a file, or not writable, and --fps inf / a huge --duration: one line, no traceback."""
+    afile = tmp_path / "afile"
+    afile.write_text("keep me")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_mkstemp = tempfile.mkstemp
+
+    def mkstemp(*a, dir=None, **k):  # as a read-only directory answers (root ignores chmod)
+        if dir is not None and Path(dir) == locked:
+            raise PermissionError(13, "Permission denied")
+        return real_mkstemp(*a, dir=dir, **k)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    cases = [(["--out", str(afile)], [str(afile), "is a file, not a directory"]),
+             (["--out", str(afile / "sub")], [str(afile / "sub"), "cannot create it"]),
+             (["--out", str(locked)], [str(locked), "not writable", "Permission denied"]),
+             (["--out", str(tmp_path / "x"), "--fps", "inf"], ["fps must be > 0 (and finite)", "inf"]),
+             (["--out", str(tmp_path / "x"), "--duration", "1e7"], ["at most 100,000", "shorter duration"])]
+    for args, parts in cases:
+        with pytest.raises(SystemExit) as exc:
+            main(["motion", "synth", "--kinds", "walk", *args])
+        msg = str(exc.value.code)
+        assert msg.startswith("mmimic motion synth:") and all(p in msg for p in parts), (args, msg)
+    assert afile.read_text() == "keep me" and list(locked.iterdir()) == [] and not (tmp_path / "x").exists()
 
 
 def test_cli_motion_synth(tmp_path, capsys):

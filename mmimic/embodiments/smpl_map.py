@@ -63,7 +63,12 @@ def load_smpl_map(name: str) -> SmplMap:
     if not path.is_file():
         known = sorted(p.stem for p in MAPS_DIR.glob("*.json"))
         raise FileNotFoundError(f"{path}: no SMPL map for embodiment {name!r}; maps exist for: {', '.join(known)}")
-    raw = json.loads(path.read_text())
+    try:
+        raw = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a JSON object with 'keypoints' and 'anchor'")
     kps = []
     seen = set()
     for i, entry in enumerate(raw.get("keypoints", [])):
@@ -71,6 +76,13 @@ def load_smpl_map(name: str) -> SmplMap:
             kp = Keypoint(**{**entry, "offset": tuple(entry.get("offset", (0.0, 0.0, 0.0)))})
         except TypeError as exc:
             raise ValueError(f"{path}: keypoints[{i}]: {exc}") from None
+        try:
+            weight, offset = float(kp.weight), tuple(float(x) for x in kp.offset)
+        except (TypeError, ValueError):
+            weight, offset = float("nan"), ()
+        if not (np.isfinite(weight) and weight > 0) or len(offset) != 3 or not np.isfinite(offset).all():
+            raise ValueError(f"{path}: keypoints[{i}] ({kp.site}): weight must be a number > 0 and offset three "
+                             f"numbers (m), got weight {kp.weight!r}, offset {kp.offset!r}")
         if kp.mode not in MODES:
             raise ValueError(f"{path}: keypoints[{i}] ({kp.site}): mode must be one of {MODES}, got {kp.mode!r}")
         if (kp.mode == "root") != (kp.parent is None):

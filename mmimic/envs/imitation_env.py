@@ -27,7 +27,6 @@ Timing: after a step ``qpos``/``qvel`` are at the new time, site positions one p
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import torch
 
@@ -42,14 +41,7 @@ def load_library(motions: str | os.PathLike, device: torch.device, embodiment: s
     if not str(motions):
         raise ValueError("MuscleImitationEnv: 'motions' is empty; give a directory of motion files, "
                          "a list file, or one .npz (or a MotionLibrary)")
-    path = Path(motions)
-    if path.is_dir():
-        return MotionLibrary.from_dir(path, device=device, embodiment=embodiment)
-    if not path.is_file():
-        raise FileNotFoundError(f"MuscleImitationEnv: motions {path}: no such file or directory")
-    if path.suffix == ".npz":
-        return MotionLibrary([path], device=device, embodiment=embodiment)
-    return MotionLibrary.from_list(path, device=device, embodiment=embodiment)
+    return MotionLibrary.from_path(motions, device=device, embodiment=embodiment)
 
 
 def check_motions_fit(library: MotionLibrary, embodiment) -> None:

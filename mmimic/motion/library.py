@@ -62,7 +62,9 @@ class MotionLayout:
 class MotionLibrary:
     """Many clips of one embodiment, packed on ``device``.
 
-    ``clips``: motion files and/or MotionClip objects. A clip that cannot be read, or whose layout
+    ``clips``: motion files and/or MotionClip objects; or one path (str or PathLike): a directory
+    (its ``*.npz``, recursively), a list file, or one ``.npz`` (see :meth:`paths_of`). A clip that
+    cannot be read, or whose layout
     (nq, nv, joint and site names, free root, embodiment) differs from the library's, is warned
     about and listed in ``self.skipped`` as (path or name, reason); the rest load. The layout is
     ``layout`` if given (e.g. a training library's, for its test set), else the first clip that loads
@@ -78,6 +80,16 @@ class MotionLibrary:
         self.layout = layout
         loaded: list[MotionClip] = []
         self.paths: list[str] = []
+        if isinstance(clips, (str, os.PathLike)):  # one path, not an iterable of one-letter paths
+            paths, missing = self.paths_of(clips)
+            for p, reason in missing:
+                self._skip(p, reason)
+            clips = paths
+        elif isinstance(clips, MotionClip):
+            clips = [clips]
+        elif isinstance(clips, bytes):
+            raise TypeError("MotionLibrary: clips: expected motion file paths, MotionClips or one path as str "
+                            f"or PathLike, got bytes {clips[:60]!r}")
         items = list(clips)
         for item in items:
             label = (item.name or "<clip>") if isinstance(item, MotionClip) else str(item)
@@ -149,6 +161,32 @@ class MotionLibrary:
             raise ValueError(f"MotionLibrary.from_dir: {directory}: no files match {pattern!r}")
         return cls(paths, **kwargs)
 
+    @classmethod
+    def paths_of(cls, source: str | os.PathLike) -> tuple[list[Path], list[tuple[str, str]]]:
+        """One path -> (motion files, [(path, reason)] for listed files that are missing): a directory
+        gives its ``*.npz`` (recursive, sorted), a ``.npz`` file itself, any other file is a list file
+        (:meth:`read_list`). FileNotFoundError for a missing path, ValueError for an empty one."""
+        if not str(source).strip():
+            raise ValueError("MotionLibrary: the motions path is empty; give a directory of motion files, "
+                             "a list file, or one .npz")
+        path = Path(source)
+        if path.is_dir():
+            paths = sorted(p for p in path.glob("**/*.npz") if p.is_file())
+            if not paths:
+                raise ValueError(f"MotionLibrary: {path}: no .npz motion files in this directory")
+            return paths, []
+        if not path.is_file():
+            raise FileNotFoundError(f"MotionLibrary: motions {path}: no such file or directory")
+        if path.suffix == ".npz":
+            return [path], []
+        return cls.read_list(path)
+
+    @classmethod
+    def from_path(cls, source: str | os.PathLike, **kwargs) -> "MotionLibrary":
+        """A directory (recursive ``*.npz``), one ``.npz``, or a list file -> MotionLibrary (the rules of
+        ``mmimic.envs.imitation_env.load_library``; missing listed files are reported and skipped)."""
+        return cls(source, **kwargs)
+
     @staticmethod
     def read_list(list_file: str | os.PathLike, root: str | os.PathLike | None = None
                   ) -> tuple[list[Path], list[tuple[str, str]]]:
@@ -160,8 +198,13 @@ class MotionLibrary:
         if not list_file.is_file():
             raise ValueError(f"MotionLibrary: list file {list_file}: no such file")
         root = Path(root) if root is not None else list_file.parent
+        try:
+            text = list_file.read_text(encoding="utf-8-sig")  # a BOM is not part of the 1st path
+        except UnicodeDecodeError:
+            raise ValueError(f"MotionLibrary: list file {list_file}: not a text file (expected one motion file "
+                             "path per line; a motion file itself must end in .npz)") from None
         found, missing = [], []
-        for lineno, line in enumerate(list_file.read_text().splitlines(), 1):
+        for lineno, line in enumerate(text.splitlines(), 1):
             entry = line.split("#", 1)[0].strip()
             if not entry:
                 continue
@@ -169,7 +212,8 @@ class MotionLibrary:
             if path.is_file():
                 found.append(path)
             else:
-                missing.append((str(path), f"listed in {list_file}:{lineno} but no such file"))
+                what = "a directory, not a motion file" if path.is_dir() else "no such file"
+                missing.append((str(path), f"listed in {list_file}:{lineno} but {what}"))
         return found, missing
 
     @classmethod

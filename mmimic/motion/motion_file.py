@@ -11,7 +11,12 @@ Fields (T frames, S mimic sites; quaternions (w, x, y, z); positions in the worl
   ``format_version`` int (optional, 1)
 
 Files are written uncompressed (float data barely compresses, and loading thousands of clips must
-be fast) and atomically, so an interrupted retarget never leaves a half-written clip behind.
+be fast) and atomically (:func:`atomic_write`), so an interrupted retarget never leaves a half-written
+clip behind; they get the usual permissions (0666 minus the umask), as ``open`` would give them.
+
+Also here, for every writer of user data in ``mmimic.motion``: :func:`prepare_output_dir` (an output
+directory that is a directory and writable, or one clear error) and :class:`MotionDataWarning` (data
+that loads but looks wrong, e.g. an implausible frame rate).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 import mujoco
 import numpy as np
@@ -34,6 +40,79 @@ QUAT_TOL = 1e-3  # |norm - 1| allowed for stored quaternions (float32 storage is
 
 class MotionFileError(ValueError):
     """A motion file (or clip) that cannot be used; the message names the file, field and expectation."""
+
+
+class OutputPathError(ValueError):
+    """An output location that cannot be used (not a directory, not writable, or it would overwrite the
+    input or a file that is not ours); the message names the path(s)."""
+
+
+class MotionDataWarning(UserWarning):
+    """Motion data that loads but looks wrong (e.g. an implausible frame rate, an unreadable gender)."""
+
+
+# --------------------------------------------------------------------------------------- writing files
+
+# Temp files being written by this process: a retarget worker whose parent dies removes them before it
+# exits (see mmimic.motion.batch), so no ``.NAME.*.tmp`` is left in the output directory.
+TEMP_FILES: set[str] = set()
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux: /proc/self/status);
+    elsewhere by os.umask's set-and-restore."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
+    """Write ``path`` through ``write(file)`` atomically: into a hidden temp file beside it (``.NAME.*.tmp``,
+    which no ``*.npz`` glob matches), flushed to disk, given mode 0666 & ~umask (mkstemp makes 0600), then
+    renamed over ``path``. On any error (or interrupt) the temp file is removed and ``path`` is untouched."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    TEMP_FILES.add(tmp)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~current_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    finally:
+        TEMP_FILES.discard(tmp)
+    return path
+
+
+def prepare_output_dir(path: str | os.PathLike) -> Path:
+    """Create ``path`` if missing and check that files can be written in it; else OutputPathError naming it."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputPathError(f"output directory {path}: it exists and is a file, not a directory; "
+                              "give a directory (created if missing)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputPathError(f"output directory {path}: cannot create it ({exc.strerror or exc}"
+                              f"{f': {exc.filename}' if exc.filename and str(exc.filename) != str(path) else ''})"
+                              ) from None
+    try:  # the only reliable test (os.access ignores ACLs, read-only mounts are per filesystem)
+        fd, probe = tempfile.mkstemp(prefix=".mmimic-write-test.", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputPathError(f"output directory {path}: not writable ({exc.strerror or exc})") from None
+    return path
 
 
 @dataclass
@@ -130,15 +209,10 @@ def save_motion(path: str | os.PathLike, clip: MotionClip) -> Path:
         embodiment=np.str_(clip.embodiment), source=np.str_(clip.source),
         qa=np.str_(json.dumps(clip.qa, default=_json_default)), format_version=np.int64(clip.format_version))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+AMASS_KEYS = ("poses", "trans")  # an AMASS input file has these, a motion file does not
 
 
 def load_motion(path: str | os.PathLike) -> MotionClip:
@@ -151,25 +225,36 @@ def load_motion(path: str | os.PathLike) -> MotionClip:
         with np.load(path, allow_pickle=False) as z:
             missing = [k for k in REQUIRED_KEYS if k not in z.files]
             if missing:
+                hint = ("; it looks like an AMASS/SMPL input: retarget it first (mmimic retarget)"
+                        if all(k in z.files for k in AMASS_KEYS) else "")
                 raise MotionFileError(f"{where}: missing field(s) {missing}; "
-                                      f"a motion file needs {list(REQUIRED_KEYS)}")
+                                      f"a motion file needs {list(REQUIRED_KEYS)}{hint}")
             d = {k: z[k] for k in z.files}
     except MotionFileError:
         raise
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, MemoryError) as e:
         raise MotionFileError(f"{where}: not a readable .npz motion file ({type(e).__name__}: {e})") from e
+
+    def fail(name: str, expected: str, got) -> None:
+        raise MotionFileError(f"{where}: field '{name}': expected {expected}, got {got}")
+
+    for name in ("fps", "free_root", "embodiment", "source", "qa", "format_version"):
+        if name in d and d[name].ndim != 0:
+            fail(name, "a scalar", f"shape {d[name].shape}")
+    for name, kinds, what in (("fps", "fiu", "a number"), ("free_root", "b", "a bool"),
+                              ("format_version", "iu", "an integer"), ("embodiment", "U", "a str"),
+                              ("source", "U", "a str"), ("qa", "U", "a JSON string")):
+        if name in d and d[name].dtype.kind not in kinds:
+            fail(name, what, f"dtype {d[name].dtype} ({str(d[name])[:60]!r})")
     try:
         qa = json.loads(str(d["qa"]))
-    except json.JSONDecodeError as e:
-        raise MotionFileError(f"{where}: field 'qa': expected a JSON string, "
-                              f"got {str(d['qa'])[:60]!r}") from e
-    for name in ("fps", "free_root", "embodiment", "source"):
-        if d[name].ndim != 0:
-            raise MotionFileError(f"{where}: field '{name}': expected a scalar, got shape {d[name].shape}")
+    except json.JSONDecodeError:
+        fail("qa", "a JSON string", repr(str(d["qa"])[:60]))
+    if not isinstance(qa, dict):
+        fail("qa", "a JSON object of QA metrics", type(qa).__name__)
     for name in ("joint_names", "site_names"):
         if d[name].ndim != 1 or d[name].dtype.kind != "U":
-            raise MotionFileError(f"{where}: field '{name}': expected a 1-D array of str, "
-                                  f"got shape {d[name].shape} dtype {d[name].dtype}")
+            fail(name, "a 1-D array of str", f"shape {d[name].shape} dtype {d[name].dtype}")
     clip = MotionClip(
         qpos=d["qpos"], qvel=d["qvel"], fps=float(d["fps"]), joint_names=d["joint_names"].tolist(),
         free_root=bool(d["free_root"]), site_names=d["site_names"].tolist(), site_pos=d["site_pos"],

@@ -1,7 +1,10 @@
 """AMASS/SMPL input: read and check an AMASS ``.npz``, and turn its poses into world joint positions.
 
 ``load_amass`` validates everything a later stage relies on (shapes, finite values, frame rate,
-gender) and names the file and field when something is wrong. ``smpl_joints`` runs forward
+gender) and names the file and field when something is wrong. Nothing in a file can run code: AMASS
+files are read without pickle, except a ``gender`` stored as a pickled object array (some releases),
+and body-model files are pickles by nature; both go through a restricted unpickler that only builds
+numpy arrays and plain data (see ``SafeUnpickler``), and anything else is refused. ``smpl_joints`` runs forward
 kinematics for the 22 body joints that SMPL, SMPL-H and SMPL-X share:
 
 - with ``model_dir``: the licensed body model through the ``smplx`` package (betas are used);
@@ -22,6 +25,7 @@ import contextlib
 import io
 import json
 import pickle
+import warnings
 import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
@@ -32,7 +36,7 @@ import torch
 
 from mmimic.math import axis_angle_to_matrix, matrix_to_quat
 # One exception class for every unusable motion file in the package (AMASS input and retargeted output).
-from mmimic.motion.motion_file import MotionFileError
+from mmimic.motion.motion_file import MotionDataWarning, MotionFileError
 
 __all__ = ["AmassClip", "BodyModelError", "MotionFileError", "SmplJoints", "Skeleton", "builtin_skeleton",
            "forward_kinematics", "load_amass", "smpl_joints", "BODY_JOINT_NAMES", "BODY_PARENTS", "LAYOUTS"]
@@ -42,6 +46,7 @@ LAYOUTS = {72: "smpl", 156: "smplh", 165: "smplx"}  # pose columns -> body model
 NUM_BODY = 22  # Pelvis .. R_Wrist: the joints all three layouts share
 FPS_KEYS = ("mocap_framerate", "mocap_frame_rate")  # AMASS SMPL-H / SMPL-X spellings
 GENDERS = ("neutral", "male", "female")
+PLAUSIBLE_FPS = (10.0, 1000.0)  # mocap frame rates outside are warned about (AMASS: 60-250)
 
 
 class BodyModelError(ValueError):
@@ -122,6 +127,91 @@ BODY_JOINT_NAMES: tuple[str, ...] = builtin_skeleton().joint_names[:NUM_BODY]
 BODY_PARENTS: tuple[int, ...] = builtin_skeleton().parents[:NUM_BODY]
 
 
+# ---------------------------------------------------------------------------------- restricted unpickling
+
+_NUMPY_ARRAY_GLOBALS = frozenset(
+    [(m, n) for m in ("numpy.core.multiarray", "numpy._core.multiarray") for n in ("_reconstruct", "scalar")]
+    + [(m, "_frombuffer") for m in ("numpy.core.numeric", "numpy._core.numeric")]
+    + [("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")])
+_SPARSE_GLOBALS = frozenset(
+    (f"scipy.sparse.{mod}", f"{kind}_matrix") for kind in ("csc", "csr", "coo")
+    for mod in (kind, f"_{kind}", "compressed", "_compressed"))
+_OLD_STYLE_GLOBALS = frozenset([("copy_reg", "_reconstructor"), ("copyreg", "_reconstructor"),
+                                ("__builtin__", "object"), ("builtins", "object")])
+
+
+class RefusedPickle(pickle.UnpicklingError):
+    """A pickle that refers to something outside the allowed set (it could run code)."""
+
+
+class SafeUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only the globals in ``allowed`` (exact (module, name) pairs).
+
+    Unpickling runs whatever callables a pickle names, so a crafted file can run any code
+    (``os.system``, ...) under plain ``pickle.load`` / ``np.load(allow_pickle=True)``. Here the only
+    callables a pickle can reach are the ones numpy itself uses to rebuild an array (``_reconstruct``,
+    ``ndarray``, ``dtype``, ``scalar``, ``_frombuffer``, and ``_codecs.encode`` for Python 2 byte
+    strings), which only allocate and fill arrays; str, bytes, numbers, lists, tuples and dicts are
+    pickle opcodes and need no global. Names are matched exactly, so dotted lookups
+    (``numpy.ndarray.__init__``-style tricks) are refused too.
+    """
+
+    allowed: frozenset = _NUMPY_ARRAY_GLOBALS
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in self.allowed or self._also_allowed(module, name):
+            return super().find_class(module, name)
+        raise RefusedPickle(f"it refers to {module}.{name}")
+
+    def _also_allowed(self, module: str, name: str) -> bool:
+        return False
+
+
+class _ModelUnpickler(SafeUnpickler):
+    """Body-model files (.pkl; object fields of .npz): numpy arrays, plus what the original SMPL/SMPL-H
+    releases store -- scipy sparse matrices (J_regressor) and chumpy arrays (``chumpy.*`` subclasses of
+    ``chumpy.Ch``), and ``copyreg._reconstructor`` with which Python 2 pickles such objects. Their
+    constructors and ``__setstate__`` only build arrays from the data given. Importing scipy or chumpy
+    still fails with ModuleNotFoundError where they are not installed (reported as such)."""
+
+    allowed = _NUMPY_ARRAY_GLOBALS | _SPARSE_GLOBALS | _OLD_STYLE_GLOBALS
+
+    def _also_allowed(self, module: str, name: str) -> bool:
+        if (module != "chumpy" and not module.startswith("chumpy.")) or not name.isidentifier():
+            return False
+        import chumpy  # noqa: F401 - ModuleNotFoundError is reported by the caller
+
+        obj = pickle.Unpickler.find_class(self, module, name)
+        return isinstance(obj, type) and issubclass(obj, chumpy.Ch)
+
+
+def _npz_member(zf: zipfile.ZipFile, key: str, unpickler: type[SafeUnpickler]):
+    """One ``key`` of an open .npz: a plain array read without pickle, or an object array through
+    ``unpickler`` (RefusedPickle if it refers to anything else)."""
+    fmt = np.lib.format
+    with zf.open(f"{key}.npy") as fp:
+        version = fmt.read_magic(fp)
+        if version == (1, 0):
+            shape, _, dtype = fmt.read_array_header_1_0(fp)
+        elif version == (2, 0):
+            shape, _, dtype = fmt.read_array_header_2_0(fp)
+        else:
+            raise ValueError(f"field {key!r}: .npy format version {version} is not supported here")
+        if not dtype.hasobject:
+            fp.seek(0)
+            return fmt.read_array(fp, allow_pickle=False)
+        value = unpickler(fp, encoding="latin1").load()
+    return value
+
+
+def _unpickle_checked(key: str, data, unpickler: type[SafeUnpickler]):
+    """``data[key]`` where it is a plain array, else the object array read with ``unpickler``."""
+    try:
+        return data[key]
+    except ValueError:  # "Object arrays cannot be loaded when allow_pickle=False"
+        return _npz_member(data.zip, key, unpickler)
+
+
 # ----------------------------------------------------------------------------------------------- reading
 
 
@@ -144,10 +234,13 @@ def _finite(path, key: str, arr: np.ndarray) -> None:
 
 def _gender(path, data) -> str:
     try:
-        raw = data["gender"]
-    except ValueError:  # a pickled object array (a string in a wrapper): only this field is read with pickle
-        with np.load(path, allow_pickle=True) as again:
-            raw = again["gender"]
+        raw = _unpickle_checked("gender", data, SafeUnpickler)
+    except Exception as exc:  # noqa: BLE001 - refused (RefusedPickle) or a damaged pickle: never fatal
+        why = f"{exc}; not unpickled, as it could run code" if isinstance(exc, RefusedPickle) else \
+            f"{type(exc).__name__}: {exc}"
+        warnings.warn(f"{path}: field 'gender': a pickled object that is not a plain string ({why}); "
+                      "using neutral", MotionDataWarning, stacklevel=3)
+        return "neutral"
     arr = np.asarray(raw)
     if arr.size != 1:
         _fail(path, "gender", "one string (neutral, male or female)", f"shape {arr.shape}")
@@ -182,18 +275,21 @@ def load_amass(path: str | Path) -> AmassClip:
         if fps_key is None:
             missing.append(" or ".join(FPS_KEYS))
         if missing:
+            ours = {"qpos", "qvel", "site_pos", "embodiment"} <= keys
             raise MotionFileError(f"{path}: missing field(s) {', '.join(repr(m) for m in missing)}; "
                                   f"expected an AMASS file with poses, trans, betas, gender, {FPS_KEYS[0]}; "
-                                  f"found: {', '.join(sorted(keys)) or 'nothing'}")
+                                  f"found: {', '.join(sorted(keys)) or 'nothing'}"
+                                  + ("; it is a retargeted motion file (an output of mmimic retarget), not an "
+                                     "AMASS input" if ours else ""))
         try:
             poses = _float_array(path, data, "poses")
             trans = _float_array(path, data, "trans")
             betas = _float_array(path, data, "betas")
             fps_arr = _float_array(path, data, fps_key)
-        except ValueError as exc:
+        except (ValueError, MemoryError, EOFError, OSError, zipfile.BadZipFile) as exc:
             if isinstance(exc, MotionFileError):
                 raise
-            raise MotionFileError(f"{path}: cannot read a field: {exc}") from None
+            raise MotionFileError(f"{path}: cannot read a field: {type(exc).__name__}: {exc}") from None
         gender = _gender(path, data)
     widths = "|".join(str(w) for w in LAYOUTS)
     if poses.ndim != 2 or poses.shape[1] not in LAYOUTS:
@@ -214,6 +310,11 @@ def load_amass(path: str | Path) -> AmassClip:
     fps = float(fps_arr.reshape(-1)[0])
     if not np.isfinite(fps) or fps <= 0:
         _fail(path, fps_key, "a finite frame rate > 0", fps)
+    lo, hi = PLAUSIBLE_FPS
+    if not lo <= fps <= hi:
+        warnings.warn(f"{path}: field '{fps_key}': {fps:g} fps is implausible for motion capture (expected "
+                      f"{lo:g}-{hi:g}; AMASS uses 60-250); the clip is {T} frames = {T / fps:.4g} s at that "
+                      "rate: check the file", MotionDataWarning, stacklevel=2)
     return AmassClip(str(path), poses, trans, betas, gender, fps, LAYOUTS[poses.shape[1]])
 
 
@@ -298,11 +399,15 @@ def find_model_file(model_dir: Path, layout: str, gender: str) -> tuple[Path, st
 def _load_model_data(path: Path, layout: str) -> dict:
     try:
         if path.suffix == ".npz":
-            with np.load(path, allow_pickle=True) as z:
-                data = {k: z[k] for k in z.files}
+            with np.load(path, allow_pickle=False) as z:
+                data = {k: _unpickle_checked(k, z, _ModelUnpickler) for k in z.files}
         else:
             with open(path, "rb") as fh:
-                data = dict(pickle.load(fh, encoding="latin1"))
+                data = dict(_ModelUnpickler(fh, encoding="latin1").load())
+    except RefusedPickle as exc:
+        raise BodyModelError(f"{path}: refused to load the body model: its pickled data is not only arrays "
+                             f"({exc}), and unpickling it could run code; use the model files from the "
+                             "SMPL/MANO/SMPL-X sites") from None
     except ModuleNotFoundError as exc:
         raise BodyModelError(f"{path}: the file needs the Python module {exc.name!r} to unpickle (original "
                              "SMPL files store chumpy/scipy objects): install it or convert the file to plain "
@@ -331,9 +436,13 @@ def _make_model(path: Path, layout: str, gender: str, num_betas: int, batch: int
     from smplx.utils import Struct
 
     common = dict(gender=gender, num_betas=num_betas, batch_size=batch, dtype=torch.float64)
-    if layout == "smplx":  # SMPLX reads the file itself and fixes its own extra vertex keypoints
+    data = _load_model_data(path, layout)  # checked, and read without running code
+    if layout == "smplx":
+        # SMPLX reads the file itself (with allow_pickle=True / pickle.load) and fixes its own extra vertex
+        # keypoints. The read above went through the restricted unpickler, so the file refers to nothing
+        # but array builders, and smplx's unrestricted read of the same bytes builds the same arrays.
         return smplx.SMPLX(str(path), ext=path.suffix[1:], use_pca=False, flat_hand_mean=True, **common)
-    data = Struct(**_load_model_data(path, layout))
+    data = Struct(**data)
     # Only the 22 regressed joints are used: the selector's extra vertex keypoints (nose, toes,
     # fingertips) are pointed at vertex 0, so any mesh size works (the tests use a tiny one).
     sel = dict(vertex_ids={k: 0 for k in ("nose", "reye", "leye", "rear", "lear")},

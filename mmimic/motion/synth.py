@@ -17,17 +17,18 @@ pelvis bob come from the leg angles themselves.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from mmimic.math import matrix_to_axis_angle
+from mmimic.motion.motion_file import OutputPathError, atomic_write, prepare_output_dir
 from mmimic.motion.smpl import BODY_JOINT_NAMES, builtin_skeleton, forward_kinematics
 
 KINDS = ("walk", "reach", "wave", "bimanual_lift", "squat", "arm_circles")
+SOURCE_PREFIX = "mmimic synth "  # the 'source' field of our clips: "mmimic synth <kind> seed <k>"
+MAX_FRAMES = 100_000  # per synthesized clip (55 min at 30 fps); more is a typo, and GBs of memory
 DEMO_COUNT = 3  # clips per kind in the demo set (18 clips of 4 s at 30 fps, about 0.3 MB compressed)
 FOOT_CLEARANCE_M = 0.05  # lowest foot contact point above the floor (SMPL's foot joint sits inside the sole)
 J = {name: i for i, name in enumerate(BODY_JOINT_NAMES)}
@@ -287,13 +288,21 @@ def _place(pose: Pose, stance: np.ndarray | None) -> tuple[np.ndarray, np.ndarra
 
 # ---------------------------------------------------------------------------------------------- public
 
+def _check_timing(duration: float, fps: float) -> None:
+    if not (np.isfinite(fps) and fps > 0) or not (np.isfinite(duration) and duration > 0):
+        raise ValueError(f"duration and fps must be > 0 (and finite), got duration={duration}, fps={fps}")
+    if duration * fps > MAX_FRAMES:
+        raise ValueError(f"duration {duration:g} s at {fps:g} fps is {duration * fps:.3g} frames per clip; at most "
+                         f"{MAX_FRAMES:,} (a clip that long takes GBs of memory): use a shorter duration or a "
+                         "lower fps")
+
+
 def synthesize(kind: str, duration: float = 4.0, fps: float = 30.0, seed: int = 0) -> dict[str, np.ndarray]:
     """One clip as the arrays of an AMASS SMPL-H file (poses (T, 156), trans, betas, gender, mocap_framerate,
     source). ``seed`` varies amplitudes, speeds and phases a little; the same seed gives the same clip."""
     if kind not in MOTIONS:
         raise ValueError(f"unknown motion kind {kind!r}; known: {', '.join(KINDS)}")
-    if not (np.isfinite(fps) and fps > 0) or not (np.isfinite(duration) and duration > 0):
-        raise ValueError(f"duration and fps must be > 0, got duration={duration}, fps={fps}")
+    _check_timing(duration, fps)
     T = max(2, int(round(duration * fps)))
     t = np.arange(T) / fps
     pose, stance = MOTIONS[kind](t, np.random.default_rng([seed, KINDS.index(kind)]))
@@ -301,38 +310,58 @@ def synthesize(kind: str, duration: float = 4.0, fps: float = 30.0, seed: int = 
     poses = np.zeros((T, 156))
     poses[:, :66] = body[:, :66]
     return dict(poses=poses, trans=trans, betas=np.zeros(16), gender=np.array("neutral"),
-                mocap_framerate=np.array(float(fps)), source=np.array(f"mmimic synth {kind} seed {seed}"))
+                mocap_framerate=np.array(float(fps)), source=np.array(f"{SOURCE_PREFIX}{kind} seed {seed}"))
 
 
 def save_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
-    """Write compressed, atomically (a reader never sees half a file)."""
+    """Write compressed, atomically (a reader never sees half a file; an interrupted write leaves the old
+    file whole and no partial file behind). Mode 0666 minus the umask, as for any new file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".npz", dir=path.parent)
-    os.close(fd)
+    return atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
+
+
+def is_synth_file(path: str | Path) -> bool:
+    """True for a clip written by this module (its 'source' field says so); False for anything else."""
     try:
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+        with np.load(path, allow_pickle=False) as z:
+            return "source" in z.files and str(z["source"]).startswith(SOURCE_PREFIX)
+    except Exception:  # noqa: BLE001 - unreadable: not ours
+        return False
 
 
 def write_synth(out_dir: str | Path, kinds=KINDS, count: int = 1, seed: int = 0, fps: float = 30.0,
                 duration: float = 4.0) -> list[Path]:
-    """Write ``out_dir/<kind>_<k>.npz`` for k = seed .. seed + count - 1; returns the paths."""
+    """Write ``out_dir/<kind>_<k>.npz`` for k = seed .. seed + count - 1; returns the paths.
+
+    Checks everything before writing anything: the arguments, that ``out_dir`` is (or can be made) a
+    writable directory (OutputPathError), and that no target path holds a file other than a synthetic clip
+    of ours (such as a real AMASS file of the same name): those are never overwritten (OutputPathError
+    listing them). Our own clips are rewritten (the same seed gives the same clip).
+    """
     unknown = [k for k in kinds if k not in MOTIONS]
     if unknown or count < 1:
         raise ValueError(f"kinds must be among {', '.join(KINDS)} and count >= 1; "
                          f"got kinds {list(kinds)}, count {count}")
-    return [save_npz(Path(out_dir) / f"{kind}_{k}.npz", synthesize(kind, duration, fps, k))
-            for kind in kinds for k in range(seed, seed + count)]
+    _check_timing(duration, fps)
+    out_dir = prepare_output_dir(out_dir)
+    targets = [(out_dir / f"{kind}_{k}.npz", kind, k) for kind in kinds for k in range(seed, seed + count)]
+    foreign = [p for p, _, _ in targets if p.exists() and not is_synth_file(p)]
+    if foreign:
+        raise OutputPathError(f"{len(foreign)} file(s) already in {out_dir} are not synthetic clips written by "
+                              f"mmimic motion synth and are not overwritten: {', '.join(str(p) for p in foreign[:5])}"
+                              f"{' ...' if len(foreign) > 5 else ''}; choose another output directory")
+    return [save_npz(p, synthesize(kind, duration, fps, k)) for p, kind, k in targets]
 
 
-def ensure_demo_motions(directory: str | Path, count: int = DEMO_COUNT) -> list[Path]:
-    """The demo set (``count`` clips of every kind, 4 s at 30 fps) in ``directory``, written if the
-    directory is missing or holds no ``.npz``; an existing set is left as it is. Returns the clip paths."""
+def ensure_demo_motions(directory: str | Path, count: int = DEMO_COUNT, kinds=KINDS) -> list[Path]:
+    """The demo set (``count`` clips of each of ``kinds``, 4 s at 30 fps) in ``directory``: the clips that
+    are missing are written (a set interrupted halfway is completed), existing ones are left as they are.
+    Returns the clip paths, sorted."""
     directory = Path(directory)
-    existing = sorted(directory.glob("*.npz")) if directory.is_dir() else []
-    return existing or write_synth(directory, KINDS, count)
+    want = sorted(directory / f"{kind}_{k}.npz" for kind in kinds for k in range(count))
+    for path in want:
+        if not path.is_file():
+            kind, k = path.stem.rsplit("_", 1)
+            write_synth(directory, (kind,), 1, int(k))
+    return want

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import torch
 
+from mmimic.motion.motion_file import atomic_write
+
 PATTERN = re.compile(r"^ckpt_(\d+)\.pt$")
 
 
@@ -35,18 +37,13 @@ def _fsync_dir(folder: Path) -> None:
 def save_checkpoint(run_dir: str | Path, iteration: int, state: dict, keep: int = 3) -> Path:
     """Write ``run_dir/checkpoints/ckpt_<iteration>.pt`` atomically; delete all but the newest ``keep``.
 
-    A crash or kill at any point leaves the previous checkpoints whole (and at worst a stray ``.tmp``).
+    A crash or kill at any point leaves the previous checkpoints whole.
     """
     folder = Path(run_dir) / "checkpoints"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"ckpt_{iteration:08d}.pt"
-    tmp = path.with_suffix(".pt.tmp")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())  # the bytes are on disk before the name points at them
-    os.replace(tmp, path)
-    _fsync_dir(folder)  # and so is the rename
+    atomic_write(path, lambda f: torch.save(state, f))  # temp file, fsync, rename: whole or not at all
+    _fsync_dir(folder)  # the rename is on disk too
     for old in list_checkpoints(run_dir)[:-max(int(keep), 1)]:
         old.unlink(missing_ok=True)
     return path

@@ -35,6 +35,7 @@ from mmimic import keys
 from mmimic.config import to_yaml
 from mmimic.envs import MuscleImitationEnv, MuscleImitationEnvConfig
 from mmimic.envs.config import upgrade_env_yaml
+from mmimic.motion.motion_file import atomic_write
 from mmimic.rl.amp import AdversarialConfig, AdversarialShaper
 from mmimic.rl.checkpoint import abandon_later_checkpoints, list_checkpoints, read_checkpoint, save_checkpoint
 from mmimic.rl.learner import Learner
@@ -156,7 +157,7 @@ class Trainer:
             stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
             self.run_dir = Path(run_dir or Path(cfg.out_dir) / f"{cfg.name}-{cfg.env.model}-{stamp}")
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.yaml").write_text(to_yaml(cfg))
+        atomic_write(self.run_dir / "config.yaml", lambda f: f.write(to_yaml(cfg).encode()))
         self.writer = SummaryWriter(str(self.run_dir))
 
     # ------------------------------------------------------------------ checkpoints
