@@ -415,3 +415,16 @@ def test_sigterm_finishes_the_iteration_writes_a_checkpoint_and_resume_continues
     state, _ = read_checkpoint(run_dir)
     last_logged = max(int(line.split()[1].split("/")[0]) for line in out.splitlines() if line.startswith("it "))
     assert state["iteration"] == last_logged >= 2
+
+
+def test_resume_with_another_env_count_restores_the_learner_and_starts_fresh_episodes(arm_motions, tmp_path):
+    first = Trainer(small_config(arm_motions, tmp_path, "iterations=1"), log=lambda *_: None)
+    first.train()
+    with pytest.warns(UserWarning, match="episodes in flight do not fit this env.*start afresh"):
+        other = Trainer(small_config(arm_motions, tmp_path, "iterations=2", "env.num_envs=4",
+                                     f"resume={first.run_dir}"), log=lambda *_: None)
+    assert other.iteration == 1 and other.td.batch_size == torch.Size([4])
+    for key, value in _weights(first).items():
+        assert torch.equal(_weights(other)[key], value)
+    other.train()
+    assert other.iteration == 2

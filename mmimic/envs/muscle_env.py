@@ -235,7 +235,7 @@ class MuscleEnv(EnvBase):
         self.sim.load_state_dict(state["sim"])
         self.task.load_state_dict(state["task"])
         self.episode_step = state["episode_step"].to(self.device).clone()
-        self.rng.set_state(state["rng"])
+        self.rng.set_state(state["rng"].cpu())  # a CPU byte tensor, whatever map_location did
 
     # ---------------------------------------------------------------- bookkeeping
     @property

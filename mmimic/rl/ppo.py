@@ -208,7 +208,7 @@ class PPO:
         spec = env.observation_spec
         for key in (cfg.actor_obs_key, cfg.critic_obs_key):
             if key not in spec.keys():
-                raise KeyError(f"PPO: the env has no observation entry {key!r} (has {sorted(map(str, spec.keys()))})")
+                raise ValueError(f"PPO: the env has no observation entry {key!r} (has {sorted(map(str, spec.keys()))})")
         return cls(spec[cfg.actor_obs_key].shape[-1], env.action_spec.shape[-1], cfg, env.device,
                    critic_obs_dim=spec[cfg.critic_obs_key].shape[-1])
 

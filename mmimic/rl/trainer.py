@@ -23,6 +23,7 @@ import math
 import signal
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -197,15 +198,18 @@ class Trainer:
             self.shaper.load_state_dict(state["shaper"])
         self.iteration, self.env_steps = state["iteration"], state["env_steps"]
         env = self.env
-        if "env" in state:  # the in-flight episodes: the run continues exactly where it stopped
+        fits = "env" in state
+        if fits:  # the in-flight episodes: the run continues exactly where it stopped
             try:
                 env.load_state_dict(state["env"])
-            except ValueError as exc:
-                raise ValueError(f"{path}: the run's env does not fit this config ({exc}); resume with the "
-                                 "run's own config.yaml") from None
-            self.td = TensorDict(state["td"], batch_size=env.batch_size, device=env.device)
-            self.stats.load_state_dict(state["episode_stats"])
-        else:  # checkpoints written before exact resume: fresh episodes, the per-clip statistics kept
+                self.td = TensorDict(state["td"], batch_size=env.batch_size, device=env.device)
+                self.stats.load_state_dict(state["episode_stats"])
+            except (ValueError, RuntimeError) as exc:  # another num_envs, motion set or model options
+                fits = False
+                warnings.warn(f"{path}: the run's episodes in flight do not fit this env ({exc}); the learner "
+                              "is restored, the episodes start afresh (not an exact continuation)", stacklevel=2)
+                self.td = env.reset()
+        if not fits and "clip_stats" in state:  # written before exact resume: fresh episodes, clip stats kept
             env.rng.set_state(state["rng"]["env"].cpu())
             stats = state["clip_stats"]
             if stats["episodes"].shape == env.task.clip_episodes.shape:

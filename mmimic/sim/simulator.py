@@ -17,6 +17,7 @@ the worlds it resets (WarpSim, whose kernels run over all worlds at once, in eve
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -195,18 +196,25 @@ class SimBase:
         integration state of each MjData on the C backend, the solver warm start on warp) and the
         instability counters. Plain tensors and numbers (loadable with ``torch.load(weights_only=True)``)."""
         self.synchronize()
-        return {"views": {k: getattr(self, k).clone() for k in STATE_VIEWS}, "engine": self._engine_state(),
-                "unstable": self.unstable.clone(), "unstable_count": self.unstable_count.clone(),
-                "steps": self._steps}
+        return {"backend": self.backend, "views": {k: getattr(self, k).clone() for k in STATE_VIEWS},
+                "engine": self._engine_state(), "unstable": self.unstable.clone(),
+                "unstable_count": self.unstable_count.clone(), "steps": self._steps}
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore ``state_dict()`` (same model and world count, or a ValueError saying what differs)."""
+        """Restore ``state_dict()`` (same model and world count, or a ValueError saying what differs).
+        From the other backend (a CPU run continued on a GPU) only the views move over: the engine's own
+        state (warm start) starts afresh, so the continuation is close but not bit-exact (a warning says so)."""
         for k in STATE_VIEWS:
             view, saved = getattr(self, k), state["views"][k]
             if tuple(saved.shape) != tuple(view.shape):
                 raise ValueError(f"simulator state: {k} is {tuple(saved.shape)} in the saved state, "
                                  f"{tuple(view.shape)} here (another model or world count)")
-        self._load_engine_state(state["engine"])
+        if state.get("backend", self.backend) == self.backend:
+            self._load_engine_state(state["engine"])
+        else:
+            warnings.warn(f"simulator state saved on the {state['backend']!r} backend, loaded on {self.backend!r}: "
+                          "the state moves over, the solver's warm start does not (not a bit-exact continuation)",
+                          stacklevel=2)
         for k in STATE_VIEWS:
             getattr(self, k).copy_(state["views"][k])
         self.unstable.copy_(state["unstable"])
