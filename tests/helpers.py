@@ -40,3 +40,19 @@ def warmstart(sim, world: int) -> np.ndarray:
     if sim.backend == "warp":
         return sim.d.qacc_warmstart.numpy()[world].copy()
     return sim.datas[world].qacc_warmstart.copy()
+
+
+def refuse_writes_in(monkeypatch, folder) -> None:
+    """Make temp files in ``folder`` fail as in a read-only directory (tests run as root, which ignores
+    chmod): every atomic write goes through ``tempfile.mkstemp``."""
+    import tempfile
+    from pathlib import Path
+
+    real_mkstemp = tempfile.mkstemp
+
+    def mkstemp(*a, dir=None, **k):
+        if dir is not None and Path(dir) == Path(folder):
+            raise PermissionError(13, "Permission denied")
+        return real_mkstemp(*a, dir=dir, **k)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)

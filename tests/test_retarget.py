@@ -12,7 +12,6 @@ import signal
 import stat
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import refuse_writes_in
 from mmimic.cli import main
 from mmimic.embodiments import EMBODIMENTS, EmbodimentInfo, embodiment_info
 from mmimic.embodiments import smpl_map as smpl_map_module
@@ -677,14 +677,7 @@ def test_cli_output_that_is_a_file_or_not_writable_is_a_message(tmp_path, monkey
     afile, locked = tmp_path / "afile", tmp_path / "locked"
     afile.write_text("keep me")
     locked.mkdir()
-    real_mkstemp = tempfile.mkstemp
-
-    def mkstemp(*a, dir=None, **k):  # what a read-only directory answers (root ignores chmod)
-        if dir is not None and Path(dir) == locked:
-            raise PermissionError(13, "Permission denied")
-        return real_mkstemp(*a, dir=dir, **k)
-
-    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    refuse_writes_in(monkeypatch, locked)
     for out, parts in ((afile, ["is a file, not a directory"]), (afile / "sub", ["cannot create it"]),
                        (locked, ["not writable", "Permission denied"]),
                        (tmp_path / "clip.npz", ["got a path ending in .npz"])):

@@ -5,13 +5,13 @@ from __future__ import annotations
 import io
 import os
 import stat
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from helpers import refuse_writes_in
 from mmimic.cli import main
 from mmimic.math import axis_angle_to_matrix
 from mmimic.motion.smpl import BODY_JOINT_NAMES, load_amass, smpl_joints
@@ -201,14 +201,7 @@ def test_cli_synth_bad_out_and_values_are_messages(tmp_path, monkeypatch):
     afile.write_text("keep me")
     locked = tmp_path / "locked"
     locked.mkdir()
-    real_mkstemp = tempfile.mkstemp
-
-    def mkstemp(*a, dir=None, **k):  # as a read-only directory answers (root ignores chmod)
-        if dir is not None and Path(dir) == locked:
-            raise PermissionError(13, "Permission denied")
-        return real_mkstemp(*a, dir=dir, **k)
-
-    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    refuse_writes_in(monkeypatch, locked)
     cases = [(["--out", str(afile)], [str(afile), "is a file, not a directory"]),
              (["--out", str(afile / "sub")], [str(afile / "sub"), "cannot create it"]),
              (["--out", str(locked)], [str(locked), "not writable", "Permission denied"]),
