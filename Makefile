@@ -14,7 +14,7 @@ RUN_FLAGS = $(if $(MODEL),--model $(MODEL)) $(if $(DEVICE),--device $(DEVICE)) $
             $(if $(ENVS),--num-envs $(ENVS)) $(if $(STEPS),--steps $(STEPS))
 
 .DEFAULT_GOAL := help
-.PHONY: help install test train train-bimanual train-fullbody train-smoke finetune posture bench motions tensorboard clean
+.PHONY: help install test train train-bimanual train-fullbody train-smoke finetune eval posture bench motions tensorboard clean
 
 help: ## list the targets
 	@echo "mmimic make targets (variables: DEVICE=auto|cpu|cuda|cuda:K, BACKEND=auto|warp|mujoco, MODEL=arm26|bimanual|myofullbody):"
@@ -51,6 +51,10 @@ train-smoke: install ## the small arm tracks synthesized reaches on CPU in a few
 finetune: install ## fine-tune CKPT (run dir or .pt) on MOTIONS (dir of retargeted clips): experiments/finetune.yaml
 	@test -n "$(CKPT)" -a -n "$(MOTIONS)" || { echo "usage: make finetune CKPT=runs/RUN MOTIONS=data/motions/MODEL"; exit 2; }
 	$(call train_cmd,finetune) init_from=$(CKPT) env.motions=$(MOTIONS)
+
+eval: install ## evaluate RUN (run dir or .pt) on its held-out demo clips: RUN/eval/metrics.json + .csv (ARGS: more options)
+	@test -n "$(RUN)" || { echo "usage: make eval RUN=runs/RUN [ARGS='--motions DIR --episodes-per-clip 3']"; exit 2; }
+	$(BIN)/mmimic eval $(RUN) --split test $(if $(DEVICE),--device $(DEVICE)) $(if $(BACKEND),--backend $(BACKEND)) $(ARGS)
 
 posture: install ## MuscleEnv's posture task with a random policy (experiments/posture.yaml)
 	$(BIN)/mmimic posture --config experiments/posture.yaml --out $(RUNS) $(RUN_FLAGS)

@@ -1,4 +1,5 @@
-"""The ``mmimic`` command: one subcommand per job (``bench``, ``posture``, ``motion``, ``retarget``, ``train``)."""
+"""The ``mmimic`` command: one subcommand per job (``bench``, ``posture``, ``motion``, ``retarget``, ``train``,
+``eval``, ``curve``)."""
 
 from __future__ import annotations
 
@@ -292,6 +293,54 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_motions(args: argparse.Namespace, cfg) -> str:
+    """--motions DIR|LIST (with --split S: DIR/S.txt), or the run's demo set (--split, default test)."""
+    if args.motions:
+        where = Path(args.motions)
+        if not where.exists():
+            raise SystemExit(f"mmimic eval: --motions {where}: no such file or directory")
+        if args.split and where.is_dir():
+            listing = where / f"{args.split}.txt"
+            if not listing.is_file():
+                raise SystemExit(f"mmimic eval: --split {args.split}: {listing} does not exist (a list file of the "
+                                 "split's clips, one path per line)")
+            return str(listing)
+        return str(where)
+    from mmimic.motion.demo import ensure_demo_library
+
+    return str(ensure_demo_library(cfg.env.model, cfg.demo_data_dir, remove_fingers=cfg.env.embodiment.remove_fingers,
+                                   split=args.split or "test"))
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from mmimic.eval.play import format_table, load_run, run_eval
+
+    _quiet_warp(args.verbose)
+    device = _checked("eval", _device, args.device)
+    if args.backend:
+        _check_backends([args.backend], device, "eval")
+    try:
+        cfg, _, path = load_run(args.run, "cpu")
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise SystemExit(f"mmimic eval: {exc}") from None
+    motions = _eval_motions(args, cfg)
+    out = Path(args.out) if args.out else Path(path).parent.parent / "eval"
+    rule = "none" if args.no_termination else f"mean root-relative site error > {args.max_site_error:g} m"
+    print(f"mmimic eval: {path} ({cfg.env.model}) on {motions}, {args.episodes_per_clip} episode(s) per clip, "
+          f"{'stochastic' if args.stochastic else 'mean'} actions, termination: {rule}", flush=True)
+    try:
+        result = run_eval(args.run, motions, out, episodes_per_clip=args.episodes_per_clip,
+                          stochastic=args.stochastic, num_envs=args.num_envs, backend=args.backend, device=device,
+                          max_site_error=0.0 if args.no_termination else args.max_site_error,
+                          command=args.command_line,
+                          progress=lambda done, total: print(f"  ... {done}/{total} episodes", flush=True))
+    except (OSError, RuntimeError, ValueError) as exc:  # motions of another model, an empty set, ...
+        raise SystemExit(f"mmimic eval: {exc}") from None
+    print(format_table(result))
+    print(f"wrote {out / 'metrics.json'} and {out / 'metrics.csv'}")
+    return 0
+
+
 def cmd_curve(args: argparse.Namespace) -> int:
     from mmimic.bench.learning import record_learning
 
@@ -450,6 +499,33 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", default=None, help="run directory or checkpoint to continue")
     t.add_argument("-v", "--verbose", action="store_true", help="show warp's kernel compilation messages")
     t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser(
+        "eval", help="evaluate a trained policy: play every clip from start to end, write tracking metrics",
+        description="Plays every clip of a motion set from its start to its end with the run's policy (the mean "
+                    "action unless --stochastic) and writes OUT/metrics.json (aggregate and per clip) and "
+                    "OUT/metrics.csv, and prints a table. Metrics: joint_pos_error_rad (RMSE over non-root "
+                    "joints), site_rel_error_m (RMSE of root-relative mimic sites), site_abs_error_m (mean site "
+                    "distance after removing the initial root xy offset), root_pos_error_m (RMSE) and "
+                    "root_yaw_error_rad (free roots), early_termination_rate, frame_coverage, mean_activation. "
+                    "Without --motions: the run's held-out demo clips (--split test).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    e.add_argument("run", help="run folder of `mmimic train`, or one of its checkpoints")
+    e.add_argument("--motions", default=None, help="directory or list file of motions retargeted onto the run's model "
+                                                    "(default: the run's demo set)")
+    e.add_argument("--split", default=None, help="with --motions DIR: evaluate DIR/SPLIT.txt; without: the demo "
+                                                  "set's split (train or test; default test)")
+    e.add_argument("--episodes-per-clip", type=int, default=1, help="episodes per clip (>1 with --stochastic)")
+    e.add_argument("--stochastic", action="store_true", help="sample actions from the policy instead of its mean")
+    e.add_argument("--num-envs", type=int, default=None, help="worlds played at once (default: one per episode, <= 64)")
+    e.add_argument("--backend", type=_backend, default=None, help="simulator (default: the run's)")
+    e.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:K")
+    e.add_argument("--no-termination", action="store_true", help="play every clip to its end")
+    e.add_argument("--max-site-error", type=float, default=0.5,
+                   help="termination rule: mean root-relative site deviation above this (m)")
+    e.add_argument("--out", default=None, help="output directory (default RUN/eval)")
+    e.add_argument("-v", "--verbose", action="store_true", help="show warp's kernel compilation messages")
+    e.set_defaults(func=cmd_eval)
 
     c = sub.add_parser(
         "curve", help="a training run's learning curves as JSON + PNG (evidence for benchmarks/results/)",

@@ -27,8 +27,10 @@ import yaml  # omegaconf's own dependency
 from omegaconf import OmegaConf
 
 
-def load_config(schema: type, path: str | None = None, overrides: list[str] | tuple[str, ...] = ()):
-    """Defaults of ``schema``, then the YAML at ``path``, then dotted ``key=value`` overrides.
+def load_config(schema: type, path: str | None = None, overrides: list[str] | tuple[str, ...] = (),
+                text: str | None = None, where: str = "the config text"):
+    """Defaults of ``schema``, then the YAML at ``path`` (or the YAML ``text``), then dotted ``key=value``
+    overrides.
 
     Unknown keys and wrong types fail with omegaconf's message, which names the key.
     Keys of an earlier layout are converted first, with a warning, if the schema says how
@@ -41,6 +43,9 @@ def load_config(schema: type, path: str | None = None, overrides: list[str] | tu
             raise FileNotFoundError(f"{path}: no such experiment config")
         data = OmegaConf.load(path)
         cfg = OmegaConf.merge(cfg, upgrade(data, str(path)) if upgrade else data)
+    if text is not None:  # YAML text, e.g. the config a checkpoint carries (``where`` names it in messages)
+        data = OmegaConf.create(text)
+        cfg = OmegaConf.merge(cfg, upgrade(data, where) if upgrade else data)
     bad = [o for o in overrides if "=" not in o]
     if bad:
         raise ValueError(f"overrides must be key=value, got {bad}")

@@ -162,7 +162,7 @@ class MuscleEnv(EnvBase):
             mask = tensordict.get(keys.RESET).reshape(n).to(self.device, torch.bool)
         if mask is None:
             mask = torch.ones(n, dtype=torch.bool, device=self.device)
-        self.task.reset(mask)
+        self.task.reset(mask, **kwargs)  # kwargs: a task's own reset options (imitation: clip_id, time)
         self.episode_step = torch.where(mask, torch.zeros_like(self.episode_step), self.episode_step)
         s = self.task.state(None)
         obs = self._observe(s)

@@ -354,12 +354,12 @@ def write_synth(out_dir: str | Path, kinds=KINDS, count: int = 1, seed: int = 0,
     return [save_npz(p, synthesize(kind, duration, fps, k)) for p, kind, k in targets]
 
 
-def ensure_demo_motions(directory: str | Path, count: int = DEMO_COUNT, kinds=KINDS) -> list[Path]:
-    """The demo set (``count`` clips of each of ``kinds``, 4 s at 30 fps) in ``directory``: the clips that
-    are missing are written (a set interrupted halfway is completed), existing ones are left as they are.
-    Returns the clip paths, sorted."""
+def ensure_demo_motions(directory: str | Path, count: int = DEMO_COUNT, kinds=KINDS, first_seed: int = 0) -> list[Path]:
+    """The demo set (``count`` clips of each of ``kinds``, seeds ``first_seed`` on, 4 s at 30 fps) in
+    ``directory``: the clips that are missing are written (a set interrupted halfway is completed),
+    existing ones are left as they are. Returns the clip paths, sorted."""
     directory = Path(directory)
-    want = sorted(directory / f"{kind}_{k}.npz" for kind in kinds for k in range(count))
+    want = sorted(directory / f"{kind}_{k}.npz" for kind in kinds for k in range(first_seed, first_seed + count))
     for path in want:
         if not path.is_file():
             kind, k = path.stem.rsplit("_", 1)

@@ -31,8 +31,9 @@ class Task:
         self.num_envs, self.device = int(num_envs), torch.device(device)
         self.privileged = {}
 
-    def reset(self, mask: torch.Tensor) -> None:
-        """Draw new episodes for the masked worlds and write their start states into the simulator."""
+    def reset(self, mask: torch.Tensor, **options) -> None:
+        """Draw new episodes for the masked worlds and write their start states into the simulator
+        (``options``: a task's own, e.g. the imitation task's chosen clips)."""
         raise NotImplementedError
 
     def advance(self) -> None:

@@ -441,12 +441,18 @@ class ImitationTask(Task):
         return torch.cat(parts, dim=-1)
 
     # ------------------------------------------------------------------ episode
-    def reset(self, mask: torch.Tensor) -> None:
-        """Draw (clip, time) for the masked worlds and put them on the reference state there."""
+    def reset(self, mask: torch.Tensor, clip_id: torch.Tensor | None = None, time: torch.Tensor | None = None) -> None:
+        """Draw (clip, time) for the masked worlds and put them on the reference state there. ``clip_id`` /
+        ``time`` (N,), if given, choose them instead (evaluation plays chosen clips from their start):
+        ``env.reset(clip_id=..., time=...)``."""
         n, cfg = self.num_envs, self.cfg
         ids, times = self.library.sample(n, generator=self.rng, truncate_end=cfg.start_end_margin_s)
         if not cfg.random_start:
             times = torch.zeros_like(times)
+        if clip_id is not None:
+            ids = torch.as_tensor(clip_id, dtype=torch.long, device=self.device).expand(n)
+            times = torch.zeros_like(times) if time is None else torch.as_tensor(
+                time, dtype=times.dtype, device=self.device).expand(n)
         self.clip_id = torch.where(mask, ids, self.clip_id)
         self.ref_time = torch.where(mask, times, self.ref_time)
         self.update_reference()

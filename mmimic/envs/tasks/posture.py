@@ -117,6 +117,7 @@ class PostureTask(Task):
         self.start_root_height = torch.ones(n, device=self.device)
 
     def reset(self, mask: torch.Tensor) -> None:
+        """New targets and start poses for the masked worlds (no options)."""
         n, cfg, body = self.num_envs, self.cfg, self.body
         lo, hi = body.joint_range[:, 0], body.joint_range[:, 1]
         half = 0.5 * (hi - lo).clamp_max(2 * torch.pi)

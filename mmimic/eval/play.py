@@ -1,0 +1,179 @@
+"""Evaluation: play every clip of a motion set from its start to its end with a trained policy (the mean
+action by default), and measure the tracking (``mmimic.eval.metrics``).
+
+``run_eval(where, ...)`` loads a run (or checkpoint), builds the imitation env from the run's own config
+with the evaluation rules (clips from time 0, uniform sampling, no horizon, one termination rule: mean
+root-relative site deviation > ``max_site_error``, or none), plays ``episodes_per_clip`` episodes of each
+clip, ``num_envs`` at a time, and returns ``{"aggregate": ..., "clips": {name: ...}, ...}``.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+import torch
+from torchrl.envs.utils import step_mdp
+
+from mmimic import keys
+from mmimic.config import load_config
+from mmimic.envs import MuscleImitationEnv
+from mmimic.eval.metrics import METRICS, ROOT_METRICS, EpisodeAccumulator
+from mmimic.motion.motion_file import atomic_write
+from mmimic.rl.checkpoint import read_checkpoint
+from mmimic.rl.ppo import PPO
+from mmimic.rl.trainer import TrainConfig, upgrade_checkpoint
+
+DEFAULT_MAX_SITE_ERROR = 0.5  # m: the evaluation's termination rule (training's is stricter)
+
+
+def load_run(where: str | Path, device: str = "cpu") -> tuple[TrainConfig, dict, Path]:
+    """A run dir or checkpoint -> (its training config, the checkpoint state, the checkpoint path)."""
+    state, path = read_checkpoint(where, device)
+    state = upgrade_checkpoint(state)
+    if "learner" not in state:
+        raise RuntimeError(f"{path}: not an mmimic training checkpoint (no learner state)")
+    return load_config(TrainConfig, text=state["config"], where=str(path)), state, path
+
+
+def eval_env(cfg: TrainConfig, motions: str | Path, num_envs: int, device: str, backend: str | None = None,
+             max_site_error: float = DEFAULT_MAX_SITE_ERROR) -> MuscleImitationEnv:
+    """The run's env with the evaluation rules; ``max_site_error`` <= 0: play every clip to its end."""
+    env_cfg = copy.deepcopy(cfg.env)
+    env_cfg.motions, env_cfg.num_envs, env_cfg.device = str(motions), int(num_envs), device
+    if backend:
+        env_cfg.backend = backend
+    task = env_cfg.task
+    task.random_start, task.sampling, task.max_episode_steps = False, "uniform", 0
+    task.max_site_error = max(float(max_site_error), 0.0)
+    task.max_root_pos_error = task.max_root_rot_error = 0.0
+    return MuscleImitationEnv(env_cfg)
+
+
+def clip_steps(env: MuscleImitationEnv) -> torch.Tensor:
+    """(C,) control steps from a clip's start to its end (the step at which the env truncates it)."""
+    task = env.task
+    return torch.ceil((task.library.duration.double() - 1e-6) / task.dt).clamp_min(1).long()
+
+
+@torch.no_grad()
+def play_clips(env: MuscleImitationEnv, act, episodes_per_clip: int = 1, progress=None) -> list[dict]:
+    """Play each clip ``episodes_per_clip`` times from its start; ``act(td) -> action (N, nu)``.
+    Returns one dict per episode: ``clip`` (index), ``episode``, and the ``METRICS`` that apply."""
+    task, n = env.task, env.num_envs
+    lengths = clip_steps(env)
+    jobs = [(c, e) for c in range(task.library.num_clips) for e in range(int(episodes_per_clip))]
+    acc = EpisodeAccumulator(n, env.body.free_root, env.device)
+    episodes = []
+    for first in range(0, len(jobs), n):
+        chunk = jobs[first:first + n]
+        ids = torch.tensor([c for c, _ in chunk] + [chunk[-1][0]] * (n - len(chunk)), device=env.device)
+        td = env.reset(clip_id=ids)
+        acc.start(task.state(None))
+        playing = torch.arange(n, device=env.device) < len(chunk)
+        terminated = torch.zeros(n, dtype=torch.bool, device=env.device)
+        for _ in range(int(lengths[ids[:len(chunk)].cpu()].max())):
+            td.set(keys.ACTION, act(td))
+            td = env.step(td)  # no automatic reset: a world that ended stays as it ended
+            nxt = td.get(keys.NEXT)
+            acc.add(task.state(None), playing)
+            terminated |= nxt.get(keys.TERMINATED).reshape(n) & playing
+            playing &= ~nxt.get(keys.DONE).reshape(n)
+            if not bool(playing.any()):  # one host read per step: fine for evaluation
+                break
+            td = step_mdp(td)
+        values = acc.episode_metrics(lengths[ids], terminated)
+        table = {k: v.tolist() for k, v in values.items()}
+        for i, (c, e) in enumerate(chunk):
+            episodes.append({"clip": c, "episode": e, **{k: table[k][i] for k in table}})
+        if progress is not None:
+            progress(len(episodes), len(jobs))
+    return episodes
+
+
+def summarize(episodes: list[dict], clip_names: list[str]) -> dict:
+    """Per clip: the means over its episodes; aggregate: the means over clips (each clip counts once),
+    ``early_termination_rate`` over all episodes, plus the counts."""
+    names = [k for k in METRICS if k in episodes[0]]
+    clips = {}
+    for c, name in enumerate(clip_names):
+        mine = [e for e in episodes if e["clip"] == c]
+        if mine:
+            clips[name] = {**{k: sum(e[k] for e in mine) / len(mine) for k in names}, "episodes": len(mine)}
+    aggregate = {k: sum(v[k] for v in clips.values()) / len(clips) for k in names}
+    aggregate["early_termination_rate"] = sum(e["early_termination_rate"] for e in episodes) / len(episodes)
+    aggregate.update(clips=len(clips), episodes=len(episodes))
+    return {"aggregate": aggregate, "clips": clips}
+
+
+def run_eval(where: str | Path, motions: str | Path, out_dir: str | Path | None = None, episodes_per_clip: int = 1,
+             stochastic: bool = False, num_envs: int | None = None, backend: str | None = None, device: str = "cpu",
+             max_site_error: float = DEFAULT_MAX_SITE_ERROR, command: str = "", progress=None) -> dict:
+    """Evaluate a run (see the module docstring); writes ``OUT/metrics.json`` and ``OUT/metrics.csv``."""
+    cfg, state, path = load_run(where, device)
+    if int(episodes_per_clip) < 1:
+        raise ValueError(f"episodes per clip must be >= 1, got {episodes_per_clip}")
+    n = int(num_envs) if num_envs else None
+    probe = eval_env(cfg, motions, 1, device, backend, max_site_error) if n is None else None
+    if probe is not None:  # default: one world per episode, up to 64 at a time
+        n = min(64, probe.task.library.num_clips * int(episodes_per_clip))
+    env = eval_env(cfg, motions, n, device, backend, max_site_error)
+    learner = PPO.for_env(env, cfg.ppo)
+    try:
+        learner.load_state_dict(state["learner"], load_optimizer=False)
+    except RuntimeError as exc:
+        raise RuntimeError(f"{path}: the checkpoint's networks do not fit its own config's env ({exc})") from None
+    learner.eval()
+    torch.manual_seed(0)  # --stochastic: reproducible sampling
+
+    def act(td):
+        return learner.act(td, deterministic=not stochastic).get(keys.ACTION)
+
+    episodes = play_clips(env, act, episodes_per_clip, progress)
+    result = summarize(episodes, env.task.library.names)
+    result.update(checkpoint=str(path), iteration=int(state["iteration"]), motions=str(motions),
+                  model=cfg.env.model, policy="stochastic" if stochastic else "mean action",
+                  max_site_error=max(float(max_site_error), 0.0), episodes_per_clip=int(episodes_per_clip),
+                  num_envs=n, backend=repr(env.sim), command=command or " ".join(sys.argv))
+    if out_dir is not None:
+        write_report(result, out_dir)
+    return result
+
+
+def write_report(result: dict, out_dir: str | Path) -> tuple[Path, Path]:
+    """``OUT/metrics.json`` (everything) and ``OUT/metrics.csv`` (one row per clip, then the aggregate)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = [k for k in METRICS if k in result["aggregate"]]
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["clip", "episodes", *metrics])
+    for name, row in result["clips"].items():
+        writer.writerow([name, row["episodes"], *(f"{row[k]:.6g}" for k in metrics)])
+    agg = result["aggregate"]
+    writer.writerow(["aggregate", agg["episodes"], *(f"{agg[k]:.6g}" for k in metrics)])
+    js = atomic_write(out / "metrics.json", lambda f: f.write((json.dumps(result, indent=2) + "\n").encode()))
+    cs = atomic_write(out / "metrics.csv", lambda f: f.write(buf.getvalue().encode()))
+    return js, cs
+
+
+def format_table(result: dict) -> str:
+    """The per-clip table and the aggregate, as printed by ``mmimic eval``."""
+    agg = result["aggregate"]
+    metrics = [k for k in METRICS if k in agg]
+    short = {k: k.replace("_error", "").replace("early_termination_rate", "early_term").replace("frame_", "")
+             for k in metrics}
+    width = max(12, *(len(n) for n in result["clips"]))
+    lines = [f"{'clip':<{width}}  " + "  ".join(f"{short[k]:>14}" for k in metrics)]
+    for name, row in list(result["clips"].items()) + [("aggregate", agg)]:
+        lines.append(f"{name:<{width}}  " + "  ".join(f"{row[k]:>14.4f}" for k in metrics))
+    return "\n".join(lines)
+
+
+__all__ = ["DEFAULT_MAX_SITE_ERROR", "ROOT_METRICS", "clip_steps", "eval_env", "format_table", "load_run",
+           "play_clips", "run_eval", "summarize", "write_report"]
+
