@@ -108,3 +108,16 @@ def test_cli_eval_writes_metrics_and_reports_bad_input(arm_motions, tmp_path, ca
         main(["eval", str(other), "--motions", str(arm_motions)])
     with pytest.raises(SystemExit, match="mmimic eval: .*nowhere: no such"):
         main(["eval", str(tmp_path / "nowhere")])
+
+
+def test_training_evaluates_every_k_iterations_and_logs_eval(arm_motions, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    lines = []
+    trainer = Trainer(_config(arm_motions, tmp_path, "iterations=2", "eval_every=1", f"eval_motions={arm_motions}"),
+                      log=lines.append)
+    trainer.train()
+    assert sum(line.startswith("eval at iteration") for line in lines) == 2
+    acc = EventAccumulator(str(trainer.run_dir))
+    acc.Reload()
+    assert len(acc.Scalars("eval/site_rel_error_m")) == 2 and "eval/frame_coverage" in acc.Tags()["scalars"]

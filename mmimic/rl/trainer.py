@@ -63,6 +63,8 @@ class TrainConfig:
     init_from: str = ""  # checkpoint to fine-tune from: weights and normalizers only
     reset_log_std: float | None = None  # fine-tuning: restart exploration at this log sigma
     demo_data_dir: str = "data"  # where the demo motions are synthesized and retargeted (env.motions empty)
+    eval_every: int = 0  # > 0: every this many iterations, play the eval clips to their end and log eval/*
+    eval_motions: str = ""  # clips for eval_every (empty: the model's held-out demo clips, split test)
 
     @staticmethod
     def upgrade_yaml(data, where: str):
@@ -72,6 +74,8 @@ class TrainConfig:
     def validate(self) -> None:
         """Every numeric option in range (at load, not after the first iteration). Raises ValueError."""
         bad = []
+        if not isinstance(self.eval_every, int) or self.eval_every < 0:
+            bad.append(f"eval_every must be an integer >= 0 (0: off), got {self.eval_every!r}")
         for name in ("iterations", "checkpoint_every", "keep_checkpoints", "log_every"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -150,6 +154,7 @@ class Trainer:
             self.shaper = AdversarialShaper(cfg.adversarial, env.task, sizes, dev)
         self.iteration, self.env_steps = 0, 0
         self.stats = EpisodeStats(env.num_envs, dev)
+        self._eval_env = None  # built at the first evaluation (eval_every)
         if cfg.resume:
             self.run_dir = Path(run_dir or self._resume(cfg.resume))
         else:
@@ -306,6 +311,8 @@ class Trainer:
                     self.log(progress_line(self.iteration, cfg.iterations, self.env_steps, last, eta))
                 if self.iteration % cfg.checkpoint_every == 0:
                     save_checkpoint(self.run_dir, self.iteration, self.state(), cfg.keep_checkpoints)
+                if cfg.eval_every and self.iteration % cfg.eval_every == 0:
+                    self.evaluate()
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
@@ -320,6 +327,33 @@ class Trainer:
             self.log(f"stopped by {signal.Signals(self.stopped_by).name} at iteration {self.iteration}, checkpoint "
                      f"written; continue with: mmimic train --resume {self.run_dir}")
         return last
+
+    def evaluate(self) -> dict:
+        """Play the eval clips (``eval_motions``, default the held-out demo clips) from start to end with the
+        mean action, as ``mmimic eval`` does, and log the aggregate under ``eval/`` in TensorBoard. Uses its
+        own env and generator: training (and an exact resume) is not disturbed."""
+        from mmimic.eval.play import eval_env, play_clips, summarize
+
+        if self._eval_env is None:
+            cfg = self.cfg
+            motions = cfg.eval_motions
+            if not motions:
+                from mmimic.motion.demo import ensure_demo_library
+
+                motions = str(ensure_demo_library(cfg.env.model, cfg.demo_data_dir, log=self.log, split="test",
+                                                  remove_fingers=cfg.env.embodiment.remove_fingers))
+            probe = eval_env(cfg, motions, 1, str(self.env.device))
+            n = min(64, probe.task.library.num_clips)
+            self._eval_env = eval_env(cfg, motions, n, str(self.env.device))
+        learner = self.learner
+        episodes = play_clips(self._eval_env, lambda td: learner.act(td, deterministic=True).get(keys.ACTION))
+        agg = summarize(episodes, self._eval_env.task.library.names)["aggregate"]
+        for k, v in agg.items():
+            self.writer.add_scalar(f"eval/{k}", float(v), self.env_steps)
+        self.log(f"eval at iteration {self.iteration}: rel-site {agg['site_rel_error_m']:.4f} m, joint "
+                 f"{agg['joint_pos_error_rad']:.3f} rad, early-term {agg['early_termination_rate']:.2f}, coverage "
+                 f"{agg['frame_coverage']:.2f} ({agg['clips']} held-out clips)")
+        return agg
 
     def _catch_stop_signals(self) -> dict:
         """SIGINT / SIGTERM -> stop after this iteration (main thread only); returns the old handlers."""
