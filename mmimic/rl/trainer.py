@@ -352,7 +352,7 @@ class Trainer:
             self.writer.add_scalar(f"eval/{k}", float(v), self.env_steps)
         self.log(f"eval at iteration {self.iteration}: rel-site {agg['site_rel_error_m']:.4f} m, joint "
                  f"{agg['joint_pos_error_rad']:.3f} rad, early-term {agg['early_termination_rate']:.2f}, coverage "
-                 f"{agg['frame_coverage']:.2f} ({agg['clips']} held-out clips)")
+                 f"{agg['frame_coverage']:.2f} ({agg['clips']} eval clips)")
         return agg
 
     def _catch_stop_signals(self) -> dict:
