@@ -50,8 +50,9 @@ def _replayer(env, joint_offset: float):
 @pytest.mark.parametrize("offset", [0.0, 0.1])
 def test_metrics_are_zero_on_the_reference_and_grow_with_a_known_offset(arm_motions, tmp_path, monkeypatch, offset):
     cfg = _config(arm_motions, tmp_path, "env.task.refresh_kinematics=true")
-    env = eval_env(cfg, arm_motions, num_envs=3, device="cpu", max_site_error=0.0)
+    env = eval_env(cfg, arm_motions, device="cpu", max_site_error=0.0)
     monkeypatch.setattr(env.sim, "step", _replayer(env, offset))
+    assert env.num_envs == 3  # one world per episode by default
     episodes = play_clips(env, lambda td: torch.zeros(3, 6))
     result = summarize(episodes, env.task.library.names)
     agg = result["aggregate"]

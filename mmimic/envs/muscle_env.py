@@ -29,14 +29,14 @@ from torchrl.envs import EnvBase
 
 from mmimic import keys
 from mmimic.embodiments import load_embodiment
-from mmimic.envs.body import VEL_SCALE, BodyTables
+from mmimic.envs.body import BodyTables
 from mmimic.envs.config import MuscleEnvConfig, auto_num_envs
 from mmimic.envs.tasks.base import Task
 from mmimic.envs.tasks.posture import PostureTask
 from mmimic.envs.terms import any_terminated, total_reward
 from mmimic.sim import available_threads, make_simulator, resolve_backend, resolve_device
 
-__all__ = ["VEL_SCALE", "MuscleEnv", "resolve_env_config"]
+__all__ = ["MuscleEnv", "resolve_env_config"]
 
 
 def resolve_env_config(cfg: MuscleEnvConfig) -> MuscleEnvConfig:

@@ -22,6 +22,7 @@ from torchrl.envs.utils import step_mdp
 from mmimic import keys
 from mmimic.config import load_config
 from mmimic.envs import MuscleImitationEnv
+from mmimic.envs.imitation_env import load_library
 from mmimic.eval.metrics import METRICS, ROOT_METRICS, EpisodeAccumulator
 from mmimic.motion.motion_file import atomic_write
 from mmimic.rl.checkpoint import read_checkpoint
@@ -40,18 +41,22 @@ def load_run(where: str | Path, device: str = "cpu") -> tuple[TrainConfig, dict,
     return load_config(TrainConfig, text=state["config"], where=str(path)), state, path
 
 
-def eval_env(cfg: TrainConfig, motions: str | Path, num_envs: int, device: str, backend: str | None = None,
-             max_site_error: float = DEFAULT_MAX_SITE_ERROR) -> MuscleImitationEnv:
-    """The run's env with the evaluation rules; ``max_site_error`` <= 0: play every clip to its end."""
+def eval_env(cfg: TrainConfig, motions: str | Path, device: str, backend: str | None = None,
+             max_site_error: float = DEFAULT_MAX_SITE_ERROR, num_envs: int | None = None,
+             episodes_per_clip: int = 1) -> MuscleImitationEnv:
+    """The run's env with the evaluation rules; ``max_site_error`` <= 0: play every clip to its end.
+    ``num_envs`` default: one world per episode, at most 64 at a time."""
+    library = load_library(motions, torch.device(device), cfg.env.model)  # loaded once, sized from it
     env_cfg = copy.deepcopy(cfg.env)
-    env_cfg.motions, env_cfg.num_envs, env_cfg.device = str(motions), int(num_envs), device
+    env_cfg.motions, env_cfg.device = str(motions), device
+    env_cfg.num_envs = int(num_envs) if num_envs else min(64, library.num_clips * int(episodes_per_clip))
     if backend:
         env_cfg.backend = backend
     task = env_cfg.task
     task.random_start, task.sampling, task.max_episode_steps = False, "uniform", 0
     task.max_site_error = max(float(max_site_error), 0.0)
     task.max_root_pos_error = task.max_root_rot_error = 0.0
-    return MuscleImitationEnv(env_cfg)
+    return MuscleImitationEnv(env_cfg, motions=library)
 
 
 def clip_steps(env: MuscleImitationEnv) -> torch.Tensor:
@@ -117,11 +122,7 @@ def run_eval(where: str | Path, motions: str | Path, out_dir: str | Path | None 
     cfg, state, path = load_run(where, device)
     if int(episodes_per_clip) < 1:
         raise ValueError(f"episodes per clip must be >= 1, got {episodes_per_clip}")
-    n = int(num_envs) if num_envs else None
-    probe = eval_env(cfg, motions, 1, device, backend, max_site_error) if n is None else None
-    if probe is not None:  # default: one world per episode, up to 64 at a time
-        n = min(64, probe.task.library.num_clips * int(episodes_per_clip))
-    env = eval_env(cfg, motions, n, device, backend, max_site_error)
+    env = eval_env(cfg, motions, device, backend, max_site_error, num_envs, episodes_per_clip)
     learner = PPO.for_env(env, cfg.ppo)
     try:
         learner.load_state_dict(state["learner"], load_optimizer=False)
@@ -138,7 +139,7 @@ def run_eval(where: str | Path, motions: str | Path, out_dir: str | Path | None 
     result.update(checkpoint=str(path), iteration=int(state["iteration"]), motions=str(motions),
                   model=cfg.env.model, policy="stochastic" if stochastic else "mean action",
                   max_site_error=max(float(max_site_error), 0.0), episodes_per_clip=int(episodes_per_clip),
-                  num_envs=n, backend=repr(env.sim), command=command or " ".join(sys.argv))
+                  num_envs=env.num_envs, backend=repr(env.sim), command=command or " ".join(sys.argv))
     if out_dir is not None:
         write_report(result, out_dir)
     return result

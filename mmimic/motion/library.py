@@ -243,6 +243,17 @@ class MotionLibrary:
         return train, test
 
     # ------------------------------------------------------------------ sizes and reports
+    def sampling_state(self) -> dict[str, torch.Tensor]:
+        """The sampling distribution as it is (weights and the cumulative table sampling inverts), for an
+        exact resume: recomputing the table from the float32 weights could move its last bits."""
+        return {"weights": self.weights.clone(), "cdf": self._cdf.clone()}
+
+    def load_sampling_state(self, state: dict[str, torch.Tensor]) -> None:
+        if tuple(state["weights"].shape) != (self.num_clips,):
+            raise ValueError(f"MotionLibrary: sampling state for {tuple(state['weights'].shape)[0]} clips, "
+                             f"this library has {self.num_clips}")
+        self.weights, self._cdf = state["weights"].to(self.device), state["cdf"].to(self.device)
+
     @property
     def num_clips(self) -> int:
         return len(self.names)

@@ -342,9 +342,7 @@ class Trainer:
 
                 motions = str(ensure_demo_library(cfg.env.model, cfg.demo_data_dir, log=self.log, split="test",
                                                   remove_fingers=cfg.env.embodiment.remove_fingers))
-            probe = eval_env(cfg, motions, 1, str(self.env.device))
-            n = min(64, probe.task.library.num_clips)
-            self._eval_env = eval_env(cfg, motions, n, str(self.env.device))
+            self._eval_env = eval_env(cfg, motions, str(self.env.device))
         learner = self.learner
         episodes = play_clips(self._eval_env, lambda td: learner.act(td, deterministic=True).get(keys.ACTION))
         agg = summarize(episodes, self._eval_env.task.library.names)["aggregate"]

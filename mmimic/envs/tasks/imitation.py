@@ -382,19 +382,14 @@ class ImitationTask(Task):
              "clip_episodes", "clip_failures")
 
     def state_dict(self) -> dict:
-        lib = self.library
-        # the library's sampling distribution (failure-weighted sampling changes it during training)
+        # the library's sampling distribution too (failure-weighted sampling changes it during training)
         return {**super().state_dict(), "steps_since_weights": self._steps_since_weights,
-                "clip_weights": lib.weights.clone(), "clip_cdf": lib._cdf.clone()}
+                "sampling": self.library.sampling_state()}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self._steps_since_weights = int(state["steps_since_weights"])
-        lib = self.library
-        if tuple(state["clip_weights"].shape) != tuple(lib.weights.shape):
-            raise ValueError(f"task state: {tuple(state['clip_weights'].shape)[0]} clips in the saved state, "
-                             f"{lib.num_clips} here")
-        lib.weights, lib._cdf = state["clip_weights"].to(lib.device), state["clip_cdf"].to(lib.device)
+        self.library.load_sampling_state(state["sampling"])
         self.update_reference()
 
     # ------------------------------------------------------------------ reference
