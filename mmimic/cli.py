@@ -332,12 +332,32 @@ def cmd_eval(args: argparse.Namespace) -> int:
         result = run_eval(args.run, motions, out, episodes_per_clip=args.episodes_per_clip,
                           stochastic=args.stochastic, num_envs=args.num_envs, backend=args.backend, device=device,
                           max_site_error=0.0 if args.no_termination else args.max_site_error,
-                          command=args.command_line,
+                          command=args.command_line, gait=not args.no_gait,
                           progress=lambda done, total: print(f"  ... {done}/{total} episodes", flush=True))
     except (OSError, RuntimeError, ValueError) as exc:  # motions of another model, an empty set, ...
         raise SystemExit(f"mmimic eval: {exc}") from None
     print(format_table(result))
+    g = result.get("gait")
+    if g:
+        print(f"gait of the walking clips: {g['error']}" if "error" in g else
+              f"gait of the walking clips: mean r = {g['mean_r']:.3f} vs human data"
+              + (f", EMG mean r = {g['emg_mean_r']:.3f}" if "emg_mean_r" in g else "") + f" ({g['out']})")
     print(f"wrote {out / 'metrics.json'} and {out / 'metrics.csv'}")
+    return 0
+
+
+def cmd_gait(args: argparse.Namespace) -> int:
+    from mmimic.eval.gait import GaitError, format_gait, run_gait
+    from mmimic.motion.motion_file import MotionFileError
+
+    try:
+        result = run_gait(args.inputs, args.out, args.heel_strikes)
+    except (GaitError, MotionFileError) as exc:
+        raise SystemExit(f"mmimic gait: {exc}") from None
+    print(format_gait(result))
+    out = Path(args.out)
+    extra = f", {out / 'emg.json'}, {out / 'emg.png'}" if "emg" in result else ""
+    print(f"wrote {out / 'gait.json'}, {out / 'gait.png'}{extra}")
     return 0
 
 
@@ -524,8 +544,28 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-site-error", type=float, default=0.5,
                    help="termination rule: mean root-relative site deviation above this (m)")
     e.add_argument("--out", default=None, help="output directory (default RUN/eval)")
+    e.add_argument("--no-gait", action="store_true",
+                   help="skip the gait and EMG analysis of walking clips (clips named walk/run/jog/gait, on models "
+                        "with legs; otherwise their first episodes go to OUT/rollouts and OUT/gait)")
     e.add_argument("-v", "--verbose", action="store_true", help="show warp's kernel compilation messages")
     e.set_defaults(func=cmd_eval)
+
+    g = sub.add_parser(
+        "gait", help="gait validation: joint kinematics (and EMG for rollouts) over the gait cycle vs human data",
+        description="Cuts walks (retargeted motions, or rollouts written by `mmimic eval` for walking clips) into "
+                    "stride cycles at heel strikes (foot-floor contact onsets for rollouts; calcaneus height and "
+                    "speed for motions), drops strides beyond mean +- 2 SD, resamples each to 101 points, and "
+                    "compares hip flexion, knee flexion and ankle dorsiflexion (both sides) with the mean of 42 "
+                    "adults (Fukuchi et al. 2018, CC BY 4.0): Pearson r and RMSE per joint, mean r. Writes "
+                    "OUT/gait.json and OUT/gait.png; for rollouts also OUT/emg.json and OUT/emg.png (muscle "
+                    "activations vs EMG envelopes, Falisse et al. 2019; r and on/off agreement per muscle). Files "
+                    "that are not walks are reported and skipped; exit status 1 if none is left.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    g.add_argument("inputs", nargs="+", help="motion or rollout .npz files, or folders of them (one model)")
+    g.add_argument("--out", required=True, help="output directory")
+    g.add_argument("--heel-strikes", choices=("auto", "contact", "calcaneus"), default="auto",
+                   help="heel-strike detection: auto = contact for rollouts, calcaneus for motions")
+    g.set_defaults(func=cmd_gait)
 
     c = sub.add_parser(
         "curve", help="a training run's learning curves as JSON + PNG (evidence for benchmarks/results/)",

@@ -23,7 +23,9 @@ from mmimic import keys
 from mmimic.config import load_config
 from mmimic.envs import MuscleImitationEnv
 from mmimic.envs.imitation_env import load_library
+from mmimic.eval.gait import GaitError, has_legs, run_gait, walking_clips
 from mmimic.eval.metrics import METRICS, ROOT_METRICS, EpisodeAccumulator
+from mmimic.eval.rollout import RolloutRecorder
 from mmimic.motion.motion_file import atomic_write
 from mmimic.rl.checkpoint import read_checkpoint
 from mmimic.rl.ppo import PPO
@@ -66,9 +68,11 @@ def clip_steps(env: MuscleImitationEnv) -> torch.Tensor:
 
 
 @torch.no_grad()
-def play_clips(env: MuscleImitationEnv, act, episodes_per_clip: int = 1, progress=None) -> list[dict]:
+def play_clips(env: MuscleImitationEnv, act, episodes_per_clip: int = 1, progress=None, recorder=None) -> list[dict]:
     """Play each clip ``episodes_per_clip`` times from its start; ``act(td) -> action (N, nu)``.
-    Returns one dict per episode: ``clip`` (index), ``episode``, and the ``METRICS`` that apply."""
+    Returns one dict per episode: ``clip`` (index), ``episode``, and the ``METRICS`` that apply.
+    ``recorder``: sees every state (``start(jobs, state)``, ``add(state, playing)``, ``finish()``), e.g. a
+    ``RolloutRecorder``."""
     task, n = env.task, env.num_envs
     lengths = clip_steps(env)
     jobs = [(c, e) for c in range(task.library.num_clips) for e in range(int(episodes_per_clip))]
@@ -79,18 +83,25 @@ def play_clips(env: MuscleImitationEnv, act, episodes_per_clip: int = 1, progres
         ids = torch.tensor([c for c, _ in chunk] + [chunk[-1][0]] * (n - len(chunk)), device=env.device)
         td = env.reset(clip_id=ids)
         acc.start(task.state(None))
+        if recorder is not None:
+            recorder.start(chunk, task.state(None))
         playing = torch.arange(n, device=env.device) < len(chunk)
         terminated = torch.zeros(n, dtype=torch.bool, device=env.device)
         for _ in range(int(lengths[ids[:len(chunk)].cpu()].max())):
             td.set(keys.ACTION, act(td))
             td = env.step(td)  # no automatic reset: a world that ended stays as it ended
             nxt = td.get(keys.NEXT)
-            acc.add(task.state(None), playing)
+            state = task.state(None)
+            acc.add(state, playing)
+            if recorder is not None:
+                recorder.add(state, playing)
             terminated |= nxt.get(keys.TERMINATED).reshape(n) & playing
             playing &= ~nxt.get(keys.DONE).reshape(n)
             if not bool(playing.any()):  # one host read per step: fine for evaluation
                 break
             td = step_mdp(td)
+        if recorder is not None:
+            recorder.finish()
         values = acc.episode_metrics(lengths[ids], terminated)
         table = {k: v.tolist() for k, v in values.items()}
         for i, (c, e) in enumerate(chunk):
@@ -117,8 +128,12 @@ def summarize(episodes: list[dict], clip_names: list[str]) -> dict:
 
 def run_eval(where: str | Path, motions: str | Path, out_dir: str | Path | None = None, episodes_per_clip: int = 1,
              stochastic: bool = False, num_envs: int | None = None, backend: str | None = None, device: str = "cpu",
-             max_site_error: float = DEFAULT_MAX_SITE_ERROR, command: str = "", progress=None) -> dict:
-    """Evaluate a run (see the module docstring); writes ``OUT/metrics.json`` and ``OUT/metrics.csv``."""
+             max_site_error: float = DEFAULT_MAX_SITE_ERROR, command: str = "", progress=None,
+             gait: bool = True) -> dict:
+    """Evaluate a run (see the module docstring); writes ``OUT/metrics.json`` and ``OUT/metrics.csv``. With
+    ``gait`` and an ``out_dir``, on a model with legs: the walking clips' first episodes are recorded as
+    rollouts (``OUT/rollouts/``) and analysed against human gait data and EMG (``OUT/gait/``), summarised
+    under ``gait`` in the result."""
     cfg, state, path = load_run(where, device)
     if int(episodes_per_clip) < 1:
         raise ValueError(f"episodes per clip must be >= 1, got {episodes_per_clip}")
@@ -134,8 +149,14 @@ def run_eval(where: str | Path, motions: str | Path, out_dir: str | Path | None 
     def act(td):
         return learner.act(td, deterministic=not stochastic).get(keys.ACTION)
 
-    episodes = play_clips(env, act, episodes_per_clip, progress)
+    walks = walking_clips(env.task.library.names) if gait and out_dir is not None and has_legs(env.embodiment.model) \
+        else []
+    recorder = RolloutRecorder(env, walks, Path(out_dir) / "rollouts", source=f"{path}, iteration {state['iteration']}") \
+        if walks else None
+    episodes = play_clips(env, act, episodes_per_clip, progress, recorder)
     result = summarize(episodes, env.task.library.names)
+    if recorder is not None:
+        result["gait"] = gait_summary(list(recorder.written.values()), Path(out_dir) / "gait")
     result.update(checkpoint=str(path), iteration=int(state["iteration"]), motions=str(motions),
                   model=cfg.env.model, policy="stochastic" if stochastic else "mean action",
                   max_site_error=max(float(max_site_error), 0.0), episodes_per_clip=int(episodes_per_clip),
@@ -143,6 +164,20 @@ def run_eval(where: str | Path, motions: str | Path, out_dir: str | Path | None 
     if out_dir is not None:
         write_report(result, out_dir)
     return result
+
+
+def gait_summary(rollouts: list[Path], out_dir: Path) -> dict:
+    """Gait and EMG analysis of the walking rollouts (``mmimic.eval.gait.run_gait``), in short for
+    metrics.json; a policy that does not walk (falls, shuffles) gets ``error`` instead."""
+    try:
+        g = run_gait(rollouts, out_dir)
+    except (GaitError, ValueError) as exc:
+        return {"error": str(exc), "rollouts": [str(p) for p in rollouts]}
+    out = {"mean_r": g["mean_r"], **{f"{j}_r": v["r"] for j, v in g["joints"].items()},
+           "cycles": g["cycles"], "out": str(out_dir)}
+    if "emg" in g:
+        out["emg_mean_r"] = g["emg"]["mean_r"]
+    return out
 
 
 def write_report(result: dict, out_dir: str | Path) -> tuple[Path, Path]:

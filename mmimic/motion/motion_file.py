@@ -196,8 +196,9 @@ def _json_default(x):
     raise TypeError(f"field 'qa': {type(x).__name__} is not JSON serialisable")
 
 
-def save_motion(path: str | os.PathLike, clip: MotionClip) -> Path:
-    """Validate and write ``clip`` to ``path`` (.npz) atomically: a temp file beside it, then os.replace."""
+def save_motion(path: str | os.PathLike, clip: MotionClip, extra: dict[str, np.ndarray] | None = None) -> Path:
+    """Validate and write ``clip`` to ``path`` (.npz) atomically: a temp file beside it, then os.replace.
+    ``extra``: more arrays stored beside the motion's (a rollout's ``act``, ``muscle_names``)."""
     path = Path(path)
     validate_clip(clip, str(path))
     arrays = dict(
@@ -208,6 +209,10 @@ def save_motion(path: str | os.PathLike, clip: MotionClip) -> Path:
         site_quat=np.asarray(clip.site_quat, dtype=np.float32).reshape(clip.num_frames, -1, 4),
         embodiment=np.str_(clip.embodiment), source=np.str_(clip.source),
         qa=np.str_(json.dumps(clip.qa, default=_json_default)), format_version=np.int64(clip.format_version))
+    clash = set(arrays) & set(extra or {})
+    if clash:
+        raise ValueError(f"{path}: extra arrays may not replace the motion's own fields {sorted(clash)}")
+    arrays.update(extra or {})
     path.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write(path, lambda f: np.savez(f, **arrays))
 
