@@ -56,3 +56,20 @@ def refuse_writes_in(monkeypatch, folder) -> None:
         return real_mkstemp(*a, dir=dir, **k)
 
     monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+
+
+def replay_reference(env, joint_offset: float = 0.0):
+    """A stand-in for ``env.sim.step`` that replaces the physics by the reference: after each step every
+    world is exactly on its clip's reference at the new time, plus ``joint_offset`` on the first joint."""
+    task, sim = env.task, env.sim
+
+    def step(ctrl=None):
+        ref = task.library.state(task.clip_id, task.ref_time + task.dt)
+        qpos = ref["qpos"].clone()
+        qpos[:, 0] += joint_offset
+        sim.qpos.copy_(qpos)
+        sim.qvel.copy_(ref["qvel"])
+        sim.forward_kinematics()
+        return torch.zeros(env.num_envs, dtype=torch.bool)
+
+    return step

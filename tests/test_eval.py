@@ -17,6 +17,7 @@ from mmimic.motion.demo import ensure_demo_library
 from mmimic.motion.motion_file import load_motion
 from mmimic.rl.checkpoint import list_checkpoints
 from mmimic.rl.trainer import Trainer, TrainConfig
+from helpers import replay_reference
 
 
 @pytest.fixture(scope="module")
@@ -30,28 +31,11 @@ def _config(motions, out_dir, *overrides) -> TrainConfig:
         "ppo.minibatches=1", "iterations=1", *overrides])
 
 
-def _replayer(env, joint_offset: float):
-    """Replace the physics by the reference: after each step every world is exactly on the reference at
-    the new time, plus ``joint_offset`` on the first joint."""
-    task, sim = env.task, env.sim
-
-    def step(ctrl=None):
-        ref = task.library.state(task.clip_id, task.ref_time + task.dt)
-        qpos = ref["qpos"].clone()
-        qpos[:, 0] += joint_offset
-        sim.qpos.copy_(qpos)
-        sim.qvel.copy_(ref["qvel"])
-        sim.forward_kinematics()
-        return torch.zeros(env.num_envs, dtype=torch.bool)
-
-    return step
-
-
 @pytest.mark.parametrize("offset", [0.0, 0.1])
 def test_metrics_are_zero_on_the_reference_and_grow_with_a_known_offset(arm_motions, tmp_path, monkeypatch, offset):
     cfg = _config(arm_motions, tmp_path, "env.task.refresh_kinematics=true")
     env = eval_env(cfg, arm_motions, device="cpu", max_site_error=0.0)
-    monkeypatch.setattr(env.sim, "step", _replayer(env, offset))
+    monkeypatch.setattr(env.sim, "step", replay_reference(env, offset))
     assert env.num_envs == 3  # one world per episode by default
     episodes = play_clips(env, lambda td: torch.zeros(3, 6))
     result = summarize(episodes, env.task.library.names)

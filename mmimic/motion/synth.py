@@ -164,11 +164,28 @@ def _fourier(name: str, harmonics: int = 4):
 GAIT = {name: _fourier(name) for name in GAIT_TABLE}
 
 
+def _walk_timing(rng) -> tuple[float, float]:
+    """(cadence in gait cycles per second (~118 steps/min), phase at t = 0): the walk's first draws."""
+    return rng.uniform(0.95, 1.02), rng.uniform(0, 1)
+
+
+def walk_heel_strikes(seed: int, duration: float = 4.0) -> dict[str, np.ndarray]:
+    """The heel-strike times (s) a synthesized walk was made with, per side ("left", "right"): phase 0 of the
+    gait table is the left heel strike, phase 0.5 the right one. A known answer for gait analysis."""
+    cadence, phase0 = _walk_timing(np.random.default_rng([seed, KINDS.index("walk")]))
+    out = {}
+    for side, offset in (("left", 0.0), ("right", 0.5)):
+        k = np.arange(np.ceil(phase0 + offset), phase0 + offset + cadence * duration + 1)
+        t = (k - phase0 - offset) / cadence
+        out[side] = t[(t >= 0) & (t <= duration)]
+    return out
+
+
 def walk(t, rng) -> tuple[Pose, np.ndarray]:
     T = len(t)
     p = Pose(T)
-    cadence = rng.uniform(0.95, 1.02)  # gait cycles per second (~118 steps/min)
-    phase = cadence * t + rng.uniform(0, 1)
+    cadence, phase0 = _walk_timing(rng)
+    phase = cadence * t + phase0
     hip_gain, knee_gain, arm_amp = rng.uniform(1.05, 1.15), rng.uniform(0.95, 1.05), rng.uniform(12, 20)
     for side, ph in (("L", phase), ("R", phase + 0.5)):
         knee = np.maximum(GAIT["knee"](ph) * knee_gain, 0.0)
