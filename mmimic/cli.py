@@ -380,11 +380,15 @@ def cmd_play(args: argparse.Namespace) -> int:
     device = _checked("play", _device, args.device)
     if args.backend:
         _check_backends([args.backend], device, "play")
-    _video_checks("play", args, Path(args.video))
+    if args.video:  # before anything is loaded: a bad path or a machine that cannot render says so at once
+        _video_checks("play", args, Path(args.video))
     try:
         cfg, state, path = load_run(args.run, device)
     except (OSError, RuntimeError, ValueError) as exc:
         raise SystemExit(f"mmimic play: {exc}") from None
+    if not args.video:
+        args.video = str(Path(path).parent.parent / "videos" / "play.mp4")
+        _video_checks("play", args, Path(args.video))
     motions = _eval_motions(args, cfg, "play")
     _stderr(f"mmimic play: {path} ({cfg.env.model}) on {motions}, {'stochastic' if args.stochastic else 'mean'} "
             f"actions -> {args.video} ({args.width}x{args.height})")
@@ -629,7 +633,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default=None, help="with --motions DIR: play DIR/SPLIT.txt; without: the demo "
                                                   "set's split (train or test; default test)")
     p.add_argument("--clips", type=_clip_names, default=None, metavar="NAME,...", help="only these clips (file stems)")
-    p.add_argument("--video", required=True, metavar="OUT.mp4", help="the video to write (its folder is made)")
+    p.add_argument("--video", default=None, metavar="OUT.mp4",
+                   help="the video to write, its folder made if missing (default RUN/videos/play.mp4)")
     _video_size_args(p)
     p.add_argument("--stochastic", action="store_true", help="sample actions from the policy instead of its mean")
     p.add_argument("--backend", type=_backend, default=None, help="simulator (default: the run's)")

@@ -56,9 +56,10 @@ def probe_gl(backend: str, timeout_s: float = 60.0) -> str | None:
     return lines[-1] if lines else f"exit status {done.returncode}"
 
 
-def gl_error(exc: BaseException, probe=probe_gl) -> RuntimeError:
+def gl_error(exc: BaseException, probe=None) -> RuntimeError:
     """The one-line error for a renderer that could not be made: what this process used and why it failed,
-    the other backends tried (each in a fresh process), and what to set or install."""
+    the other backends tried (each in a fresh process, ``probe``: :func:`probe_gl`), and what to set or install."""
+    probe = probe or probe_gl
     current = os.environ.get("MUJOCO_GL", "").strip().lower()
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     tried = [f"MUJOCO_GL={current or '(unset)'}: {first}"]
@@ -306,6 +307,28 @@ def video_info(path: str | os.PathLike) -> dict:
                 "codec": stream.codec_context.name, "fps": float(stream.average_rate or 0)}
 
 
+def gif_bytes(frames: list[np.ndarray], fps: float) -> bytes:
+    """An animated GIF (Pillow) of (H, W, 3) uint8 frames, looping."""
+    import io
+
+    from PIL import Image
+
+    images = [Image.fromarray(f) for f in frames]
+    buf = io.BytesIO()
+    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=round(1000.0 / fps), loop=0)
+    return buf.getvalue()
+
+
+def add_tensorboard_video(writer, tag: str, frames: list[np.ndarray], fps: float, step: int) -> None:
+    """What ``SummaryWriter.add_video`` writes (an animated GIF image summary, shown in TensorBoard's Images
+    tab), encoded with Pillow: ``add_video`` itself needs moviepy and, without it, writes nothing."""
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
+    h, w = frames[0].shape[:2]
+    image = Summary.Image(height=h, width=w, colorspace=3, encoded_image_string=gif_bytes(frames, fps))
+    writer._get_file_writer().add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
+
+
 def safe_name(name: str) -> str:
     """A clip name as a file name (folders and odd characters become ``_``)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "clip"
@@ -425,6 +448,6 @@ def record_worst(result: dict, where: str | os.PathLike, motions: str | os.PathL
     return videos
 
 
-__all__ = ["BodyView", "DEFAULT_FPS", "DEFAULT_SIZE", "GHOST_RGBA", "GL_BACKENDS", "Mp4Writer", "check_gl",
-           "check_video_args", "check_video_path", "draw_text", "frame_stride", "gl_error", "open_renderer",
-           "probe_gl", "record_clips", "record_worst", "safe_name", "video_info"]
+__all__ = ["BodyView", "DEFAULT_FPS", "DEFAULT_SIZE", "GHOST_RGBA", "GL_BACKENDS", "Mp4Writer", "add_tensorboard_video",
+           "check_gl", "check_video_args", "check_video_path", "draw_text", "frame_stride", "gif_bytes", "gl_error",
+           "open_renderer", "probe_gl", "record_clips", "record_worst", "safe_name", "video_info"]
