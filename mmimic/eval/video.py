@@ -34,6 +34,7 @@ GHOST_RGBA = (0.2, 0.85, 0.3, 0.35)  # the reference: translucent green
 MIN_SIZE, MAX_SIZE = 32, 4096  # pixels; H.264 in yuv420p also wants even sizes
 DEFAULT_SIZE = (640, 480)
 DEFAULT_FPS = 30.0
+SOFTWARE_GL = ("llvmpipe", "softpipe", "swrast", "osmesa")  # CPU rasterizers (Mesa): no multisampling there
 
 
 # ---------------------------------------------------------------------------------------------- OpenGL
@@ -81,6 +82,17 @@ def open_renderer(model: mujoco.MjModel, width: int, height: int) -> mujoco.Rend
         return mujoco.Renderer(model, height=int(height), width=int(width))
     except Exception as exc:  # ImportError (no GL library), mujoco.FatalError, RuntimeError (no display / device)
         raise gl_error(exc) from None
+
+
+def gl_renderer_name() -> str:
+    """The current OpenGL context's renderer (e.g. ``llvmpipe (LLVM 15.0.6, 256 bits)``), '' if unknown."""
+    try:
+        from OpenGL import GL
+
+        name = GL.glGetString(GL.GL_RENDERER)
+        return name.decode(errors="replace") if isinstance(name, bytes) else str(name or "")
+    except Exception:  # noqa: BLE001 - only an optimisation depends on it
+        return ""
 
 
 def check_gl() -> None:
@@ -142,6 +154,16 @@ class BodyView:
             self.ghost_opt.flags[flag] = 0
         self.pert = mujoco.MjvPerturb()
         self.renderer = open_renderer(m, width, height)
+        self.gl_renderer = gl_renderer_name()
+        if any(s in self.gl_renderer.lower() for s in SOFTWARE_GL):
+            # Software OpenGL (Mesa llvmpipe on a machine without a GPU): no multisampling (anti-aliasing: 2-3x
+            # the frame time) and coarser spheres and capsules (a muscle path is many): about 2x for the large
+            # models, no difference to see at video sizes.
+            self.renderer.close()
+            m.vis.quality.offsamples = 0
+            m.vis.quality.numslices = min(int(m.vis.quality.numslices), 16)
+            m.vis.quality.numstacks = min(int(m.vis.quality.numstacks), 8)
+            self.renderer = open_renderer(m, width, height)
         self.font = _font(height)
 
     def _frame_moving_parts(self) -> None:
@@ -158,7 +180,7 @@ class BodyView:
         lo, hi = (d.geom_xpos[moving] - rb).min(0), (d.geom_xpos[moving] + rb).max(0)
         self.camera.lookat[:] = (lo + hi) / 2
         radius = max(float(np.linalg.norm(hi - lo)) / 2, 0.05)
-        self.camera.distance = 1.3 * radius / math.sin(math.radians(m.vis.global_.fovy) / 2)
+        self.camera.distance = 1.15 * radius / math.sin(math.radians(m.vis.global_.fovy) / 2)
 
     def draw(self, qpos: np.ndarray, act: np.ndarray | None = None, ref_qpos: np.ndarray | None = None,
              text: list[str] = ()) -> np.ndarray:
@@ -450,4 +472,4 @@ def record_worst(result: dict, where: str | os.PathLike, motions: str | os.PathL
 
 __all__ = ["BodyView", "DEFAULT_FPS", "DEFAULT_SIZE", "GHOST_RGBA", "GL_BACKENDS", "Mp4Writer", "add_tensorboard_video",
            "check_gl", "check_video_args", "check_video_path", "draw_text", "frame_stride", "gif_bytes", "gl_error",
-           "open_renderer", "probe_gl", "record_clips", "record_worst", "safe_name", "video_info"]
+           "gl_renderer_name", "open_renderer", "probe_gl", "record_clips", "record_worst", "safe_name", "video_info"]
