@@ -89,6 +89,25 @@ def test_the_reference_ghost_is_drawn_and_the_callers_model_is_untouched(arm26):
 
 
 @needs_gl
+def test_the_camera_follows_a_free_root(myofullbody):
+    model = myofullbody.model
+    qpos = model.key_qpos[0].copy() if model.nkey else model.qpos0.copy()
+    with video.BodyView(model, 64, 48) as view:
+        here = view.draw(qpos)
+        start = view.camera.lookat.copy()
+        qpos[:2] += (3.3, -2.1)  # the root walks 3.9 m away
+        there = view.draw(qpos)
+        assert view.camera.lookat[:2] == pytest.approx(start[:2] + (3.3, -2.1), abs=1e-6)
+        assert view.camera.lookat[2] == pytest.approx(start[2])  # height stays: no bobbing with the pelvis
+
+    def muscles(f):  # red pixels: the muscle paths (a camera left behind sees a third of them)
+        f = f.astype(int)
+        return int((f[..., 0] > f[..., 1] + 60).sum())
+
+    assert muscles(here) > 50 and muscles(there) >= 0.8 * muscles(here)
+
+
+@needs_gl
 def test_recording_keeps_the_metrics_and_draws_every_kth_step(run, arm_motions, tmp_path):
     cfg, state, path = load_run(run.run_dir)
     env = eval_env(cfg, arm_motions, "cpu", num_envs=1, max_site_error=0.0)
