@@ -124,6 +124,9 @@ def test_recording_keeps_the_metrics_and_draws_every_kth_step(run, arm_motions, 
     assert [p.name for p in tmp_path.iterdir()] == ["v.mp4"]  # no temp file left
     with pytest.raises(ValueError, match="one clip at a time: the env has 3 worlds, expected 1"):
         video.record_clips(eval_env(cfg, arm_motions, "cpu"), act, tmp_path / "w.mp4")
+    with pytest.raises(ValueError, match=r"clips \[3\]: expected indices from 0 to 2"):
+        video.record_clips(env, act, tmp_path / "w.mp4", clips=[3])
+    assert not (tmp_path / "w.mp4").exists()
 
 
 @needs_gl
@@ -172,8 +175,9 @@ def test_video_every_writes_the_mp4_and_a_tensorboard_video(run):
 @needs_gl
 def test_bad_video_options_fail_with_one_line_before_playing(run, arm_motions, tmp_path, monkeypatch):
     base = ["play", str(run.run_dir), "--motions", str(arm_motions)]
-    with pytest.raises(SystemExit, match=r"mmimic play: video width 161: expected an even number of pixels"):
+    with pytest.raises(SystemExit, match=r"mmimic play: video width 161: expected an even number of pixels") as exc:
         main([*base, "--video", str(tmp_path / "a.mp4"), "--width", "161"])
+    assert isinstance(exc.value.code, str)  # printed, exit status 1
     with pytest.raises(SystemExit, match=r"mmimic play: video .*a\.avi: expected a path ending in \.mp4"):
         main([*base, "--video", str(tmp_path / "a.avi")])
     with pytest.raises(SystemExit, match="mmimic play: --clips: unknown clip.*nope; the motions have: reach_0"):

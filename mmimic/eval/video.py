@@ -378,6 +378,9 @@ def record_clips(env, act, path: str | os.PathLike | Mp4Writer, clips: list[int]
     task = env.task
     names = task.library.names
     clips = list(range(len(names))) if clips is None else [int(c) for c in clips]
+    bad = [c for c in clips if not 0 <= c < len(names)]
+    if bad or not clips:
+        raise ValueError(f"clips {bad or clips}: expected indices from 0 to {len(names) - 1} (the motions' clips)")
     stride = frame_stride(task.dt, fps)
     rate = 1.0 / (task.dt * stride)
     check_video_args(width, height, rate)
