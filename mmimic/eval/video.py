@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 import os
 import re
 import subprocess
@@ -117,10 +118,10 @@ def check_video_path(path: str | os.PathLike) -> Path:
 def check_video_args(width: int, height: int, fps: float) -> None:
     """Sizes H.264 (yuv420p) can take and a positive frame rate; ValueError naming the option."""
     for name, value in (("width", width), ("height", height)):
-        if not isinstance(value, int) or not MIN_SIZE <= value <= MAX_SIZE or value % 2:
+        if not isinstance(value, numbers.Integral) or not MIN_SIZE <= value <= MAX_SIZE or value % 2:
             raise ValueError(f"video {name} {value!r}: expected an even number of pixels from {MIN_SIZE} to "
                              f"{MAX_SIZE} (H.264 in yuv420p)")
-    if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
+    if not (isinstance(fps, numbers.Real) and math.isfinite(fps) and fps > 0):
         raise ValueError(f"video fps {fps!r}: expected a number > 0")
 
 
