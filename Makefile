@@ -14,7 +14,7 @@ RUN_FLAGS = $(if $(MODEL),--model $(MODEL)) $(if $(DEVICE),--device $(DEVICE)) $
             $(if $(ENVS),--num-envs $(ENVS)) $(if $(STEPS),--steps $(STEPS))
 
 .DEFAULT_GOAL := help
-.PHONY: help install test train train-bimanual train-fullbody train-smoke finetune eval posture bench motions tensorboard clean
+.PHONY: help install test train train-bimanual train-fullbody train-smoke finetune eval play posture bench motions tensorboard clean
 
 help: ## list the targets
 	@echo "mmimic make targets (variables: DEVICE=auto|cpu|cuda|cuda:K, BACKEND=auto|warp|mujoco, MODEL=arm26|bimanual|myofullbody):"
@@ -55,6 +55,10 @@ finetune: install ## fine-tune CKPT (run dir or .pt) on MOTIONS (dir of retarget
 eval: install ## evaluate RUN (run dir or .pt) on its held-out demo clips: RUN/eval/metrics.json + .csv (ARGS: more options)
 	@test -n "$(RUN)" || { echo "usage: make eval RUN=runs/RUN [ARGS='--motions DIR --episodes-per-clip 3']"; exit 2; }
 	$(BIN)/mmimic eval $(RUN) --split test $(if $(DEVICE),--device $(DEVICE)) $(if $(BACKEND),--backend $(BACKEND)) $(ARGS)
+
+play: install ## mp4 video of RUN (run dir or .pt) on its held-out demo clips: VIDEO, default RUN/videos/play.mp4 (ARGS: more options)
+	@test -n "$(RUN)" || { echo "usage: make play RUN=runs/RUN [VIDEO=out.mp4] [ARGS='--motions DIR --clips a,b --width 320 --height 240']"; exit 2; }
+	$(BIN)/mmimic play $(RUN) $(if $(VIDEO),--video $(VIDEO)) $(if $(DEVICE),--device $(DEVICE)) $(if $(BACKEND),--backend $(BACKEND)) $(ARGS)
 
 posture: install ## MuscleEnv's posture task with a random policy (experiments/posture.yaml)
 	$(BIN)/mmimic posture --config experiments/posture.yaml --out $(RUNS) $(RUN_FLAGS)

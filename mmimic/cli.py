@@ -1,5 +1,5 @@
 """The ``mmimic`` command: one subcommand per job (``bench``, ``posture``, ``motion``, ``retarget``, ``train``,
-``eval``, ``curve``)."""
+``eval``, ``play``, ``curve``)."""
 
 from __future__ import annotations
 
@@ -293,17 +293,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _eval_motions(args: argparse.Namespace, cfg) -> str:
+def _eval_motions(args: argparse.Namespace, cfg, command: str = "eval") -> str:
     """--motions DIR|LIST (with --split S: DIR/S.txt), or the run's demo set (--split, default test)."""
     if args.motions:
         where = Path(args.motions)
         if not where.exists():
-            raise SystemExit(f"mmimic eval: --motions {where}: no such file or directory")
+            raise SystemExit(f"mmimic {command}: --motions {where}: no such file or directory")
         if args.split and where.is_dir():
             listing = where / f"{args.split}.txt"
             if not listing.is_file():
-                raise SystemExit(f"mmimic eval: --split {args.split}: {listing} does not exist (a list file of the "
-                                 "split's clips, one path per line)")
+                raise SystemExit(f"mmimic {command}: --split {args.split}: {listing} does not exist (a list file of "
+                                 "the split's clips, one path per line)")
             return str(listing)
         return str(where)
     from mmimic.motion.demo import ensure_demo_library
@@ -325,14 +325,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise SystemExit(f"mmimic eval: {exc}") from None
     motions = _eval_motions(args, cfg)
     out = Path(args.out) if args.out else Path(path).parent.parent / "eval"
+    if args.video:  # before the metrics: a machine that cannot render says so at once
+        _video_checks("eval", args, out / "videos" / "check.mp4")
     rule = "none" if args.no_termination else f"mean root-relative site error > {args.max_site_error:g} m"
     print(f"mmimic eval: {path} ({cfg.env.model}) on {motions}, {args.episodes_per_clip} episode(s) per clip, "
           f"{'stochastic' if args.stochastic else 'mean'} actions, termination: {rule}", flush=True)
+    max_site_error = 0.0 if args.no_termination else args.max_site_error
     try:
         result = run_eval(args.run, motions, out, episodes_per_clip=args.episodes_per_clip,
                           stochastic=args.stochastic, num_envs=args.num_envs, backend=args.backend, device=device,
-                          max_site_error=0.0 if args.no_termination else args.max_site_error,
-                          command=args.command_line, gait=not args.no_gait,
+                          max_site_error=max_site_error, command=args.command_line, gait=not args.no_gait,
                           progress=lambda done, total: print(f"  ... {done}/{total} episodes", flush=True))
     except (OSError, RuntimeError, ValueError) as exc:  # motions of another model, an empty set, ...
         raise SystemExit(f"mmimic eval: {exc}") from None
@@ -343,6 +345,75 @@ def cmd_eval(args: argparse.Namespace) -> int:
               f"gait of the walking clips: mean r = {g['mean_r']:.3f} vs human data"
               + (f", EMG mean r = {g['emg_mean_r']:.3f}" if "emg_mean_r" in g else "") + f" ({g['out']})")
     print(f"wrote {out / 'metrics.json'} and {out / 'metrics.csv'}")
+    if args.video:
+        from mmimic.eval.play import write_report
+        from mmimic.eval.video import record_worst
+
+        try:
+            result["videos"] = record_worst(result, args.run, motions, out, args.video, args.width, args.height,
+                                            args.fps, stochastic=args.stochastic, backend=args.backend,
+                                            device=device, max_site_error=max_site_error, log=_stderr)
+            write_report(result, out)
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise SystemExit(f"mmimic eval: videos: {exc} (the metrics are written: {out / 'metrics.json'})") from None
+        for v in result["videos"]:
+            print(f"wrote {out / v['path']} ({v['frames']} frames; site rel {v['site_rel_error_m']:.4f} m)")
+    return 0
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _video_checks(command: str, args: argparse.Namespace, path: Path) -> None:
+    """Size, frame rate, an .mp4 path in a writable folder and a working OpenGL, or one line and exit."""
+    from mmimic.eval.video import check_gl, check_video_args, check_video_path
+
+    try:
+        check_video_args(args.width, args.height, args.fps)
+        check_video_path(path)
+        check_gl()
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise SystemExit(f"mmimic {command}: {exc}") from None
+
+
+def cmd_play(args: argparse.Namespace) -> int:
+    from mmimic.eval.play import eval_env, load_run, policy
+    from mmimic.eval.video import record_clips, video_info
+
+    _quiet_warp(args.verbose)
+    device = _checked("play", _device, args.device)
+    if args.backend:
+        _check_backends([args.backend], device, "play")
+    if args.video:  # before anything is loaded: a bad path or a machine that cannot render says so at once
+        _video_checks("play", args, Path(args.video))
+    try:
+        cfg, state, path = load_run(args.run, device)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise SystemExit(f"mmimic play: {exc}") from None
+    if not args.video:
+        args.video = str(Path(path).parent.parent / "videos" / "play.mp4")
+        _video_checks("play", args, Path(args.video))
+    motions = _eval_motions(args, cfg, "play")
+    _stderr(f"mmimic play: {path} ({cfg.env.model}) on {motions}, {'stochastic' if args.stochastic else 'mean'} "
+            f"actions -> {args.video} ({args.width}x{args.height})")
+    try:
+        env = eval_env(cfg, motions, device, args.backend, 0.0 if args.no_termination else args.max_site_error,
+                       num_envs=1)
+        names = env.task.library.names
+        if args.clips:
+            unknown = [c for c in args.clips if c not in names]
+            if unknown:
+                raise ValueError(f"--clips: unknown clip(s) {', '.join(unknown)}; the motions have: "
+                                 f"{', '.join(names[:20])}{' ...' if len(names) > 20 else ''}")
+        clips = [names.index(c) for c in args.clips] if args.clips else None
+        rows = record_clips(env, policy(cfg, state, path, env, args.stochastic), args.video, clips=clips,
+                            width=args.width, height=args.height, fps=args.fps, log=_stderr)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise SystemExit(f"mmimic play: {exc}") from None
+    info = video_info(args.video)
+    print(f"wrote {args.video}: {len(rows)} clip(s), {info['frames']} frames, {info['width']}x{info['height']}, "
+          f"{info['fps']:.3g} frames/s ({info['codec']})")
     return 0
 
 
@@ -415,6 +486,23 @@ def _train_epilog() -> str:
         return f"{intro}\n\n{format_field_docs(TrainConfig, width=width)}"
     except Exception as exc:  # noqa: BLE001 - the rest of the help is still worth printing
         return f"{intro}\n\n(the config keys could not be listed: {type(exc).__name__}: {exc})"
+
+
+def _clip_names(value: str) -> list[str]:
+    out = [v.strip() for v in value.split(",") if v.strip()]
+    if not out:
+        raise argparse.ArgumentTypeError(f"expected comma-separated clip names, got {value!r}")
+    return out
+
+
+VIDEO_DEFAULTS = (640, 480, 30.0)  # width, height, fps: mmimic.eval.video's (not imported to build the parser)
+
+
+def _video_size_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--width", type=int, default=VIDEO_DEFAULTS[0], help="video width (even, pixels)")
+    parser.add_argument("--height", type=int, default=VIDEO_DEFAULTS[1], help="video height (even, pixels)")
+    parser.add_argument("--fps", type=_positive(float), default=VIDEO_DEFAULTS[2],
+                        help="about this many frames/s, in real time (every k-th control step is drawn)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -547,8 +635,38 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-gait", action="store_true",
                    help="skip the gait and EMG analysis of walking clips (clips named walk/run/jog/gait, on models "
                         "with legs; otherwise their first episodes go to OUT/rollouts and OUT/gait)")
+    e.add_argument("--video", type=_positive(int), default=None, metavar="K",
+                   help="also render the K clips with the largest site_rel_error_m to OUT/videos/CLIP.mp4 "
+                        "(listed in metrics.json under videos)")
+    _video_size_args(e)
     e.add_argument("-v", "--verbose", action="store_true", help="show warp's kernel compilation messages")
     e.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser(
+        "play", help="play clips with a trained policy and write an H.264 mp4 video",
+        description="Plays clips from their start to their end with the run's policy (the mean action unless "
+                    "--stochastic), one after another, and renders them headless (MuJoCo's renderer; EGL unless "
+                    "MUJOCO_GL says otherwise) into one mp4: the policy's body, muscles coloured by activation, "
+                    "with the reference as a translucent green ghost over it, a camera that follows the root, "
+                    "the clip's name and its errors as text. Without --motions: the run's held-out demo clips.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("run", help="run folder of `mmimic train`, or one of its checkpoints")
+    p.add_argument("--motions", default=None, help="directory or list file of motions retargeted onto the run's model "
+                                                    "(default: the run's demo set)")
+    p.add_argument("--split", default=None, help="with --motions DIR: play DIR/SPLIT.txt; without: the demo "
+                                                  "set's split (train or test; default test)")
+    p.add_argument("--clips", type=_clip_names, default=None, metavar="NAME,...", help="only these clips (file stems)")
+    p.add_argument("--video", default=None, metavar="OUT.mp4",
+                   help="the video to write, its folder made if missing (default RUN/videos/play.mp4)")
+    _video_size_args(p)
+    p.add_argument("--stochastic", action="store_true", help="sample actions from the policy instead of its mean")
+    p.add_argument("--backend", type=_backend, default=None, help="simulator (default: the run's)")
+    p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:K")
+    p.add_argument("--no-termination", action="store_true", help="play every clip to its end")
+    p.add_argument("--max-site-error", type=float, default=0.5,
+                   help="termination rule: mean root-relative site deviation above this (m)")
+    p.add_argument("-v", "--verbose", action="store_true", help="show warp's kernel compilation messages")
+    p.set_defaults(func=cmd_play)
 
     g = sub.add_parser(
         "gait", help="gait validation: joint kinematics (and EMG for rollouts) over the gait cycle vs human data",

@@ -170,7 +170,8 @@ def test_eval_records_walking_rollouts_and_a_replayed_reference_keeps_the_refere
     names = env.task.library.names
     assert gait.walking_clips(names) == [0, 1] and gait.has_legs(env.embodiment.model)
     recorder = RolloutRecorder(env, [1], tmp_path / "rollouts")  # the second clip only
-    play_clips(env, lambda td: torch.zeros(env.num_envs, env.sim.nu), recorder=recorder)
+    play_clips(env, lambda td: torch.zeros(env.num_envs, env.sim.nu), on_step=recorder)
+    recorder.finish()
     assert list(recorder.written) == [names[1]]
     rollout, motion = load_motion(recorder.written[names[1]]), load_motion(walks / f"{names[1]}.npz")
     n = rollout.num_frames

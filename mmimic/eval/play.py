@@ -68,40 +68,41 @@ def clip_steps(env: MuscleImitationEnv) -> torch.Tensor:
 
 
 @torch.no_grad()
-def play_clips(env: MuscleImitationEnv, act, episodes_per_clip: int = 1, progress=None, recorder=None) -> list[dict]:
-    """Play each clip ``episodes_per_clip`` times from its start; ``act(td) -> action (N, nu)``.
-    Returns one dict per episode: ``clip`` (index), ``episode``, and the ``METRICS`` that apply.
-    ``recorder``: sees every state (``start(jobs, state)``, ``add(state, playing)``, ``finish()``), e.g. a
-    ``RolloutRecorder``."""
+def play_clips(env: MuscleImitationEnv, act, episodes_per_clip: int = 1, progress=None, clips=None,
+               on_step=None) -> list[dict]:
+    """Play each clip (``clips``: indices, default all) ``episodes_per_clip`` times from its start;
+    ``act(td) -> action (N, nu)``. Returns one dict per episode: ``clip`` (index), ``episode``, and the
+    ``METRICS`` that apply. ``on_step(chunk, state, playing, step)``, if given, sees the state after the
+    reset (step 0) and after every step (``playing``: the worlds that played it), e.g. to draw frames."""
     task, n = env.task, env.num_envs
     lengths = clip_steps(env)
-    jobs = [(c, e) for c in range(task.library.num_clips) for e in range(int(episodes_per_clip))]
+    clips = range(task.library.num_clips) if clips is None else clips
+    jobs = [(int(c), e) for c in clips for e in range(int(episodes_per_clip))]
     acc = EpisodeAccumulator(n, env.body.free_root, env.device)
     episodes = []
     for first in range(0, len(jobs), n):
         chunk = jobs[first:first + n]
         ids = torch.tensor([c for c, _ in chunk] + [chunk[-1][0]] * (n - len(chunk)), device=env.device)
         td = env.reset(clip_id=ids)
-        acc.start(task.state(None))
-        if recorder is not None:
-            recorder.start(chunk, task.state(None))
+        s = task.state(None)
+        acc.start(s)
         playing = torch.arange(n, device=env.device) < len(chunk)
+        if on_step is not None:
+            on_step(chunk, s, playing, 0)
         terminated = torch.zeros(n, dtype=torch.bool, device=env.device)
-        for _ in range(int(lengths[ids[:len(chunk)].cpu()].max())):
+        for step in range(1, int(lengths[ids[:len(chunk)].cpu()].max()) + 1):
             td.set(keys.ACTION, act(td))
             td = env.step(td)  # no automatic reset: a world that ended stays as it ended
             nxt = td.get(keys.NEXT)
-            state = task.state(None)
-            acc.add(state, playing)
-            if recorder is not None:
-                recorder.add(state, playing)
+            s = task.state(None)
+            acc.add(s, playing)
+            if on_step is not None:
+                on_step(chunk, s, playing, step)
             terminated |= nxt.get(keys.TERMINATED).reshape(n) & playing
             playing &= ~nxt.get(keys.DONE).reshape(n)
             if not bool(playing.any()):  # one host read per step: fine for evaluation
                 break
             td = step_mdp(td)
-        if recorder is not None:
-            recorder.finish()
         values = acc.episode_metrics(lengths[ids], terminated)
         table = {k: v.tolist() for k, v in values.items()}
         for i, (c, e) in enumerate(chunk):
@@ -126,6 +127,23 @@ def summarize(episodes: list[dict], clip_names: list[str]) -> dict:
     return {"aggregate": aggregate, "clips": clips}
 
 
+def policy(cfg: TrainConfig, state: dict, path: Path, env: MuscleImitationEnv, stochastic: bool = False):
+    """The checkpoint's policy as ``act(td) -> action (N, nu)``: its mean action, or samples with
+    ``stochastic`` (torch's generator seeded with 0 here, so that a rerun samples the same)."""
+    learner = PPO.for_env(env, cfg.ppo)
+    try:
+        learner.load_state_dict(state["learner"], load_optimizer=False)
+    except RuntimeError as exc:
+        raise RuntimeError(f"{path}: the checkpoint's networks do not fit its own config's env ({exc})") from None
+    learner.eval()
+    torch.manual_seed(0)
+
+    def act(td):
+        return learner.act(td, deterministic=not stochastic).get(keys.ACTION)
+
+    return act
+
+
 def run_eval(where: str | Path, motions: str | Path, out_dir: str | Path | None = None, episodes_per_clip: int = 1,
              stochastic: bool = False, num_envs: int | None = None, backend: str | None = None, device: str = "cpu",
              max_site_error: float = DEFAULT_MAX_SITE_ERROR, command: str = "", progress=None,
@@ -138,22 +156,14 @@ def run_eval(where: str | Path, motions: str | Path, out_dir: str | Path | None 
     if int(episodes_per_clip) < 1:
         raise ValueError(f"episodes per clip must be >= 1, got {episodes_per_clip}")
     env = eval_env(cfg, motions, device, backend, max_site_error, num_envs, episodes_per_clip)
-    learner = PPO.for_env(env, cfg.ppo)
-    try:
-        learner.load_state_dict(state["learner"], load_optimizer=False)
-    except RuntimeError as exc:
-        raise RuntimeError(f"{path}: the checkpoint's networks do not fit its own config's env ({exc})") from None
-    learner.eval()
-    torch.manual_seed(0)  # --stochastic: reproducible sampling
-
-    def act(td):
-        return learner.act(td, deterministic=not stochastic).get(keys.ACTION)
-
+    act = policy(cfg, state, path, env, stochastic)
     walks = walking_clips(env.task.library.names) if gait and out_dir is not None and has_legs(env.embodiment.model) \
         else []
     recorder = RolloutRecorder(env, walks, Path(out_dir) / "rollouts", source=f"{path}, iteration {state['iteration']}") \
         if walks else None
-    episodes = play_clips(env, act, episodes_per_clip, progress, recorder)
+    episodes = play_clips(env, act, episodes_per_clip, progress, on_step=recorder)
+    if recorder is not None:
+        recorder.finish()
     result = summarize(episodes, env.task.library.names)
     if recorder is not None:
         result["gait"] = gait_summary(list(recorder.written.values()), Path(out_dir) / "gait")
@@ -211,5 +221,5 @@ def format_table(result: dict) -> str:
 
 
 __all__ = ["DEFAULT_MAX_SITE_ERROR", "ROOT_METRICS", "clip_steps", "eval_env", "format_table", "load_run",
-           "play_clips", "run_eval", "summarize", "write_report"]
+           "play_clips", "policy", "run_eval", "summarize", "write_report"]
 

@@ -3,8 +3,8 @@ reads motions (``mmimic gait``, the motion library, a viewer) reads them too.
 
 A rollout file is a motion file (``qpos``, ``qvel``, mimic sites; one frame per control step, from the
 reset to the episode's end) plus ``act`` (frames, muscles): the muscle activations, and ``muscle_names``.
-``RolloutRecorder`` is the hook ``play_clips`` calls; it copies the recorded worlds' states to the host
-(evaluation only, never in training's hot loop).
+``RolloutRecorder`` is an ``on_step`` hook of ``play_clips``; it copies the recorded worlds' states to the
+host (evaluation only, never in training's hot loop).
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from mmimic.motion.motion_file import MotionClip, save_motion
 
 
 class RolloutRecorder:
-    """Records the first episode of each clip in ``clips`` (indices) and writes ``OUT/<clip name>.npz``."""
+    """Records the first episode of each clip in ``clips`` (indices) and writes ``OUT/<clip name>.npz``:
+    ``play_clips(..., on_step=recorder)``, then ``recorder.finish()`` for the last chunk."""
 
     def __init__(self, env, clips, out_dir: str | Path, source: str = ""):
         self.env, self.clips, self.out = env, set(int(c) for c in clips), Path(out_dir)
@@ -26,6 +27,14 @@ class RolloutRecorder:
         self.written: dict[str, Path] = {}
         self._frames: dict[int, list[dict[str, np.ndarray]]] = {}
         self._jobs: list[tuple[int, int]] = []
+
+    def __call__(self, jobs: list[tuple[int, int]], state, playing: torch.Tensor, step: int) -> None:
+        """``play_clips``' hook: step 0 begins a chunk (the previous one is written), later steps add frames."""
+        if step == 0:
+            self.finish()
+            self.start(jobs, state)
+        else:
+            self.add(state, playing)
 
     def start(self, jobs: list[tuple[int, int]], state) -> None:
         """A chunk of episodes begins: ``jobs[w]`` = (clip, episode) of world w; ``state``: after the reset."""
@@ -53,7 +62,7 @@ class RolloutRecorder:
             self._frames[w].append({k: v[j] for k, v in host.items()})
 
     def finish(self) -> None:
-        """The chunk's episodes are over: write each recorded one."""
+        """The chunk's episodes are over: write each recorded one (nothing to do before the first chunk)."""
         task, emb = self.env.task, self.env.embodiment
         layout = task.library.layout
         for w, frames in self._frames.items():

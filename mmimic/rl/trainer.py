@@ -65,6 +65,7 @@ class TrainConfig:
     demo_data_dir: str = "data"  # where the demo motions are synthesized and retargeted (env.motions empty)
     eval_every: int = 0  # > 0: every this many iterations, play the eval clips to their end and log eval/*
     eval_motions: str = ""  # clips for eval_every (empty: the model's held-out demo clips, split test)
+    video_every: int = 0  # > 0: every this many iterations, the first eval clip to <run>/videos/*.mp4 and TensorBoard
 
     @staticmethod
     def upgrade_yaml(data, where: str):
@@ -74,8 +75,10 @@ class TrainConfig:
     def validate(self) -> None:
         """Every numeric option in range (at load, not after the first iteration). Raises ValueError."""
         bad = []
-        if not isinstance(self.eval_every, int) or self.eval_every < 0:
-            bad.append(f"eval_every must be an integer >= 0 (0: off), got {self.eval_every!r}")
+        for name in ("eval_every", "video_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                bad.append(f"{name} must be an integer >= 0 (0: off), got {value!r}")
         for name in ("iterations", "checkpoint_every", "keep_checkpoints", "log_every"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -155,6 +158,11 @@ class Trainer:
         self.iteration, self.env_steps = 0, 0
         self.stats = EpisodeStats(env.num_envs, dev)
         self._eval_env = None  # built at the first evaluation (eval_every)
+        self._video_env = None  # one world, built at the first video (video_every)
+        if cfg.video_every:  # a machine that cannot render says so now, not after hours of training
+            from mmimic.eval.video import check_gl
+
+            check_gl()
         if cfg.resume:
             self.run_dir = Path(run_dir or self._resume(cfg.resume))
         else:
@@ -313,6 +321,8 @@ class Trainer:
                     save_checkpoint(self.run_dir, self.iteration, self.state(), cfg.keep_checkpoints)
                 if cfg.eval_every and self.iteration % cfg.eval_every == 0:
                     self.evaluate()
+                if cfg.video_every and self.iteration % cfg.video_every == 0:
+                    self.record_video()
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
@@ -335,14 +345,7 @@ class Trainer:
         from mmimic.eval.play import eval_env, play_clips, summarize
 
         if self._eval_env is None:
-            cfg = self.cfg
-            motions = cfg.eval_motions
-            if not motions:
-                from mmimic.motion.demo import ensure_demo_library
-
-                motions = str(ensure_demo_library(cfg.env.model, cfg.demo_data_dir, log=self.log, split="test",
-                                                  remove_fingers=cfg.env.embodiment.remove_fingers))
-            self._eval_env = eval_env(cfg, motions, str(self.env.device))
+            self._eval_env = eval_env(self.cfg, self._eval_motions(), str(self.env.device))
         learner = self.learner
         episodes = play_clips(self._eval_env, lambda td: learner.act(td, deterministic=True).get(keys.ACTION))
         agg = summarize(episodes, self._eval_env.task.library.names)["aggregate"]
@@ -352,6 +355,44 @@ class Trainer:
                  f"{agg['joint_pos_error_rad']:.3f} rad, early-term {agg['early_termination_rate']:.2f}, coverage "
                  f"{agg['frame_coverage']:.2f} ({agg['clips']} eval clips)")
         return agg
+
+    def _eval_motions(self) -> str:
+        """``eval_motions``, or the model's held-out demo clips (made at first use)."""
+        cfg = self.cfg
+        if cfg.eval_motions:
+            return cfg.eval_motions
+        from mmimic.motion.demo import ensure_demo_library
+
+        return str(ensure_demo_library(cfg.env.model, cfg.demo_data_dir, log=self.log, split="test",
+                                       remove_fingers=cfg.env.embodiment.remove_fingers))
+
+    VIDEO_SIZE = (320, 240)  # video_every: mp4 size; TensorBoard gets half of it
+
+    def record_video(self) -> Path | None:
+        """The first eval clip, played with the mean action in its own one-world env (training is not
+        disturbed), to ``<run>/videos/iter_NNNNNN.mp4`` and to TensorBoard (``videos/eval``). A failure is
+        logged and training goes on: the video is a view, not a result."""
+        from mmimic.eval.play import eval_env
+        from mmimic.eval.video import DEFAULT_FPS, add_tensorboard_video, frame_stride, record_clips
+
+        path = self.run_dir / "videos" / f"iter_{self.iteration:06d}.mp4"
+        learner, frames = self.learner, []
+        try:
+            if self._video_env is None:
+                self._video_env = eval_env(self.cfg, self._eval_motions(), str(self.env.device), num_envs=1)
+            act = lambda td: learner.act(td, deterministic=True).get(keys.ACTION)  # noqa: E731
+            width, height = self.VIDEO_SIZE
+            row = record_clips(self._video_env, act, path, clips=[0], width=width, height=height, fps=DEFAULT_FPS,
+                               on_frame=lambda frame, _clip: frames.append(frame[::2, ::2].copy()))[0]
+            dt = self._video_env.task.dt
+            add_tensorboard_video(self.writer, "videos/eval", frames, 1.0 / (dt * frame_stride(dt, DEFAULT_FPS)),
+                                  self.env_steps)
+        except (OSError, RuntimeError, ValueError) as exc:
+            self.log(f"video at iteration {self.iteration} failed (training goes on): {exc}")
+            return None
+        self.log(f"video at iteration {self.iteration}: {path} ({row['clip']}, {row['frames']} frames, site rel "
+                 f"{row['site_rel_error_m']:.4f} m)")
+        return path
 
     def _catch_stop_signals(self) -> dict:
         """SIGINT / SIGTERM -> stop after this iteration (main thread only); returns the old handlers."""
