@@ -214,6 +214,17 @@ def test_action_to_excitation_mapping(arm26, backend):
     assert env.sim.ctrl[0, 0].item() == 0.0 and env.sim.ctrl[0, 1].item() == 1.0
 
 
+def test_sigmoid_action_map_has_no_flat_region(arm26):
+    env = _arm(num_envs=1, backend="mujoco", action_map="sigmoid")
+    td = env.reset()
+    action = torch.tensor([[-2.0, -1.0, -0.5, 0.0, 1.0, 2.0]])
+    _step(env, td, action)
+    torch.testing.assert_close(env.sim.ctrl, torch.sigmoid(4.0 * action))
+    assert env.sim.ctrl[0, 0] < env.sim.ctrl[0, 1] < 0.02 and env.sim.ctrl[0, 4] > 0.98  # -2 and -1 differ
+    with pytest.raises(ValueError, match="action_map must be one of linear, sigmoid, got 'tanh'"):
+        _arm(num_envs=1, backend="mujoco", action_map="tanh")
+
+
 def test_actions_outside_bounds_are_clipped(arm26, backend):
     env, ref = _arm(num_envs=2, seed=4, backend=backend), _arm(num_envs=2, seed=4, backend=backend)
     td, td_ref = env.reset(), ref.reset()

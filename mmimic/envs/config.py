@@ -40,6 +40,7 @@ class MuscleEnvConfig:
     sim_threads: Union[int, None] = None  # mujoco backend: worker threads (None: the cores this process may use)
     seed: int = 0  # seeds the env's generator (resets, clip sampling) and, in training, torch
     use_cuda_graph: bool = True  # warp on CUDA: capture the physics substeps as a CUDA graph
+    action_map: str = "linear"  # action -> excitation: linear ((clip(a, -1, 1) + 1) / 2) | sigmoid (sigmoid(4 a): no flat region)
     embodiment: EmbodimentConfig = field(default_factory=EmbodimentConfig)  # the model's build options
     task: PostureTaskConfig = field(default_factory=PostureTaskConfig)  # the posture task
 

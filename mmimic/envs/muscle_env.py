@@ -11,6 +11,8 @@ Action: (N, nu) in [-1, 1], one entry per muscle, mapped linearly to the muscle 
 ``u = (a + 1) / 2`` in [0, 1] (NaN counts as 0, anything else outside [-1, 1] is clipped; see
 ``sanitize_action``) (MuJoCo muscles clamp ctrl to [0, 1]; activation follows
 ``da/dt = (u - a) / tau`` with tau 10-15 ms up, 40-50 ms down). ``a = -1`` relaxes a muscle.
+``action_map: sigmoid`` maps ``u = sigmoid(4 a)`` instead (0.018 at -1, 0.98 at 1): no flat region
+beyond the bounds, where a Gaussian policy's mean can drift while its noise still excites the muscle.
 
 Output (``Composite``): one entry per observation term (the posture task: ``root`` for free roots,
 ``joint_pos`` (rad), ``joint_vel`` (rad/s x0.1), ``muscle_length`` (0..1 across the length range),
@@ -39,6 +41,17 @@ from mmimic.sim import available_threads, make_simulator, resolve_backend, resol
 __all__ = ["MuscleEnv", "resolve_env_config"]
 
 
+ACTION_MAPS = ("linear", "sigmoid")
+SIGMOID_GAIN = 4.0  # action_map sigmoid: u = sigmoid(4 a)
+
+
+def excitation(action: torch.Tensor, action_map: str = "linear") -> torch.Tensor:
+    """The muscle excitation in [0, 1] of a (sanitized) action (see the module docstring)."""
+    if action_map == "sigmoid":
+        return torch.sigmoid(SIGMOID_GAIN * action)
+    return (action.clamp(-1.0, 1.0) + 1.0) * 0.5
+
+
 def resolve_env_config(cfg: MuscleEnvConfig) -> MuscleEnvConfig:
     """Check the config and replace every ``auto`` (device, num_envs) by its value, in place.
 
@@ -47,6 +60,8 @@ def resolve_env_config(cfg: MuscleEnvConfig) -> MuscleEnvConfig:
     """
     cfg.device = resolve_device(cfg.device)
     backend = resolve_backend(cfg.backend, cfg.device)
+    if cfg.action_map not in ACTION_MAPS:
+        raise ValueError(f"action_map must be one of {', '.join(ACTION_MAPS)}, got {cfg.action_map!r}")
     if cfg.sim_threads is not None and int(cfg.sim_threads) < 1:
         raise ValueError(f"sim_threads must be >= 1 (or None: all cores), got {cfg.sim_threads!r}")
     if cfg.num_envs == "auto":
@@ -178,7 +193,7 @@ class MuscleEnv(EnvBase):
                              f"{tuple(self.action_spec.shape)}, got {tuple(raw.shape)}")
         action = sanitize_action(raw)
         # 1. physics: a world that blew up (NaN / runaway) is flagged and ends its episode
-        unstable = self.sim.step((action.clamp(-1.0, 1.0) + 1.0) * 0.5)
+        unstable = self.sim.step(excitation(action, self.cfg.action_map))
         self.episode_step += 1
         # 2. the task's clock, then the one state every term reads
         self.task.advance()
