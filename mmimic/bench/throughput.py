@@ -105,12 +105,12 @@ def bench_env(model: str, num_envs: int, device: torch.device, steps: int, warmu
     bank = [env.action_spec.rand() for _ in range(8)]  # made ahead: we time the env, not the RNG
     for i in range(warmup):
         td["action"] = bank[i % len(bank)]
-        _, td = env.step_and_maybe_reset(td)
+        _, td = env.step_and_reset(td)
     _sync(device)
     t0 = time.perf_counter()
     for i in range(steps):
         td["action"] = bank[i % len(bank)]
-        _, td = env.step_and_maybe_reset(td)
+        _, td = env.step_and_reset(td)
     _sync(device)
     return (time.perf_counter() - t0) / steps
 
@@ -242,7 +242,7 @@ def run_train_bench(model: str, device: str, num_envs_list: list[int], iteration
                 _sync(dev)
                 t0 = time.perf_counter()
             td["action"] = bank[i % len(bank)]
-            _, td = env.step_and_maybe_reset(td)
+            _, td = env.step_and_reset(td)
         _sync(dev)
         env_sps = n * steps / (time.perf_counter() - t0)
         trainer.td = env.reset()  # the env-only loop moved it on
