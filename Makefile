@@ -14,7 +14,7 @@ RUN_FLAGS = $(if $(MODEL),--model $(MODEL)) $(if $(DEVICE),--device $(DEVICE)) $
             $(if $(ENVS),--num-envs $(ENVS)) $(if $(STEPS),--steps $(STEPS))
 
 .DEFAULT_GOAL := help
-.PHONY: help install test train train-bimanual train-fullbody train-smoke finetune eval posture bench motions tensorboard clean
+.PHONY: help install test train train-bimanual train-fullbody train-smoke finetune eval posture bench doctor motions tensorboard clean
 
 help: ## list the targets
 	@echo "mmimic make targets (variables: DEVICE=auto|cpu|cuda|cuda:K, BACKEND=auto|warp|mujoco, MODEL=arm26|bimanual|myofullbody):"
@@ -62,6 +62,10 @@ posture: install ## MuscleEnv's posture task with a random policy (experiments/p
 bench: MODEL ?= bimanual
 bench: install ## raw simulator vs MuscleEnv throughput table + JSON in benchmarks/results/ (BACKEND=warp,mujoco: both)
 	$(BIN)/mmimic bench --model $(MODEL) $(if $(DEVICE),--device $(DEVICE)) $(if $(BACKEND),--backend $(BACKEND))
+
+doctor: install ## self-check: versions, devices, per model CUDA graphs, parity, NaN, memory, steps/s, syncs; doctor-DEVICE.json
+	$(BIN)/mmimic doctor $(if $(DEVICE),--device $(DEVICE)) $(if $(BACKEND),--backend $(BACKEND)) \
+		$(if $(MODEL),--models $(MODEL)) $(if $(ENVS),--num-envs $(ENVS)) $(ARGS)
 
 DATA ?= data
 motions: install ## synthesize the demo clips (AMASS format) and retarget them onto bimanual and myofullbody (~3 min CPU)

@@ -1,5 +1,5 @@
 """The ``mmimic`` command: one subcommand per job (``bench``, ``posture``, ``motion``, ``retarget``, ``train``,
-``eval``, ``curve``)."""
+``eval``, ``curve``, ``doctor``)."""
 
 from __future__ import annotations
 
@@ -70,6 +70,12 @@ def _model(value: str) -> str:
     if value not in known_embodiments():
         raise argparse.ArgumentTypeError(f"unknown model {value!r}; known: {', '.join(known_embodiments())}")
     return value
+
+
+def _models(value: str) -> list[str]:
+    from mmimic.embodiments import known_embodiments
+
+    return _names_from(known_embodiments(), "model")(value)
 
 
 def _checked(command: str, check, value):
@@ -358,6 +364,33 @@ def cmd_curve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    import json
+
+    from mmimic.bench import write_json
+    from mmimic.bench.doctor import format_table, run_doctor
+
+    _quiet_warp(args.verbose)
+    _check_backends([args.backend], args.device, "doctor")
+    cuda = args.device.startswith("cuda")
+    models = args.models or (["arm26", "bimanual", "myofullbody"] if cuda else ["arm26", "bimanual"])
+    sizes = args.num_envs or ([64, 4096] if cuda else [16])
+    print(f"mmimic doctor: {', '.join(models)} at {', '.join(map(str, sizes))} worlds on {args.device} "
+          f"(backend {args.backend}); the first run on a machine compiles warp kernels (~1 min per model)", flush=True)
+    result = run_doctor(args.device, models, sizes, backend=args.backend, steps=args.steps,
+                        checkpoint=not args.no_checkpoint, command=args.command_line,
+                        progress=lambda msg: print(f"  ... {msg}", flush=True))
+    print(format_table(result))
+    if args.out != "-":
+        out = Path(args.out or f"doctor-{args.device.replace(':', '')}.json")
+        try:
+            write_json(json.loads(json.dumps(result, default=str)), out)
+        except OSError as exc:
+            raise SystemExit(f"mmimic doctor: cannot write {out}: {exc}") from None
+        print(f"wrote {out} (attach it to bug reports)")
+    return 0 if result["ok"] else 1
+
+
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose ``epilog`` may be a callable, called when the help is printed: the train
     parser's list of config keys imports the trainer (seconds), which ``mmimic --help`` and the other
@@ -412,7 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
         "bench", help="throughput of the raw simulator vs MuscleEnv, and their ratio, per backend",
         description="Measures, in one run, for each backend and world count: raw simulator physics and control "
                     "steps/s (mujoco_warp, CUDA graph on GPU; or the C backend's thread pool), "
-                    "MuscleEnv.step_and_maybe_reset steps/s with random actions, and env/raw; with two backends, "
+                    "MuscleEnv.step_and_reset steps/s with random actions, and env/raw; with two backends, "
                     "their env speed ratio. Prints a table and writes JSON with device, versions and command.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     b.add_argument("--model", type=_model, default="bimanual", help="embodiment name")
@@ -538,6 +571,29 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--run-command", default=None, help="the command line that made the run, to record with it")
     c.add_argument("--note", default=None, help="free text to record (machine, what was tuned)")
     c.set_defaults(func=cmd_curve)
+
+    d = sub.add_parser(
+        "doctor", help="self-check of this machine: versions, devices, per model a short run (CUDA graphs, parity "
+                       "with C MuJoCo, NaN, memory, steps/s, host syncs), a checkpoint round trip",
+        description="The command to run first on a new machine, above all one with a GPU. Prints the versions "
+                    "(driver, CUDA, torch, warp, mujoco, mujoco_warp) and devices; per model and world count builds "
+                    "the env and checks: CUDA graphs captured, 20-step parity against C MuJoCo on 4 worlds, NaN, "
+                    "memory used, env steps/s, no host sync in one env step (CUDA); then a checkpoint save/resume "
+                    "round trip. A failing run (e.g. a CUDA error) is reported with the command to rerun it with "
+                    "CUDA_LAUNCH_BLOCKING=1. Prints a pass/fail table, writes JSON; exit status 1 if a check failed.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    d.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda or cuda:K")
+    d.add_argument("--models", type=_models, default=None,
+                   help="comma-separated models (default: arm26,bimanual,myofullbody on CUDA; arm26,bimanual on CPU)")
+    d.add_argument("--num-envs", type=_int_list, default=None,
+                   help="comma-separated world counts (default: 64,4096 on CUDA, 16 on CPU)")
+    d.add_argument("--backend", type=_backend, default="auto",
+                   help="simulator: auto (warp on CUDA, mujoco on CPU), warp, mujoco")
+    d.add_argument("--steps", type=_positive(int), default=None, help="timed env steps per run (default 100 CUDA, 20 CPU)")
+    d.add_argument("--no-checkpoint", action="store_true", help="skip the checkpoint round trip")
+    d.add_argument("--out", default=None, help="JSON path ('-' for none; default doctor-DEVICE.json)")
+    d.add_argument("-v", "--verbose", action="store_true", help="show warp's kernel compilation messages")
+    d.set_defaults(func=cmd_doctor)
 
     r = sub.add_parser(
         "retarget", help="retarget AMASS/SMPL motions onto a muscle model, with QA metrics",

@@ -3,7 +3,7 @@
 Raw, warp: ``mujoco_warp.step`` on the same model and world count, the substep loop captured as a
 CUDA graph on GPU (launched directly on CPU), nothing else. Raw, mujoco: the C backend's own thread
 pool calling ``mujoco.mj_step`` in every world, nothing copied in or out. Env:
-``MuscleEnv.step_and_maybe_reset`` with random actions, i.e. action mapping, the same substeps,
+``MuscleEnv.step_and_reset`` (the collect loop's step) with random actions, i.e. action mapping, the same substeps,
 instability check, observation, reward, termination and partial resets: what a collector calls.
 All are timed after warm-up (kernel compilation, graph capture), with the device synchronized
 before reading the clock.
@@ -98,7 +98,7 @@ def bench_raw_warp(emb: Embodiment, num_envs: int, device: torch.device, steps: 
 
 def bench_env(model: str, num_envs: int, device: torch.device, steps: int, warmup: int, emb_options: dict,
               backend: str = "auto", threads: int | None = None) -> float:
-    """Seconds per ``step_and_maybe_reset`` of MuscleEnv with random actions."""
+    """Seconds per ``step_and_reset`` of MuscleEnv with random actions."""
     env = MuscleEnv(model, num_envs=num_envs, device=str(device), backend=backend, sim_threads=threads,
                     **emb_options)
     td = env.reset()
@@ -219,7 +219,7 @@ def run_train_bench(model: str, device: str, num_envs_list: list[int], iteration
                     backends: list[str] | tuple[str, ...] = ("auto",), config: str | None = None,
                     overrides: list[str] | tuple[str, ...] = ()) -> dict:
     """Training-loop steps/s (collect + discriminator-free PPO update) against env-only steps/s
-    (``MuscleImitationEnv.step_and_maybe_reset`` with random actions), same env, same run.
+    (``MuscleImitationEnv.step_and_reset`` with random actions), same env, same run.
     ``config``/``overrides``: an experiment YAML and key=value overrides (network sizes, PPO passes...)."""
     from mmimic.config import load_config
     from mmimic.rl.trainer import Trainer, TrainConfig
