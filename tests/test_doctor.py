@@ -76,3 +76,22 @@ def test_bad_doctor_options_are_one_line_errors(capsys):
         with pytest.raises(SystemExit):
             main(["doctor", "--device", "cuda"])
         assert "torch sees no CUDA device" in capsys.readouterr().err
+
+
+def test_where_torch_sees_a_gpu_and_warp_does_not_the_doctor_says_why_once(monkeypatch):
+    """A driver too old for warp 1.19 (torch still sees the GPU): one failed check with the fix, no model runs."""
+    from types import SimpleNamespace
+
+    from mmimic.bench.doctor import format_table, run_doctor
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "Fake GPU")
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i=0: SimpleNamespace(total_memory=80 * 2**30))
+    result = run_doctor("cuda:0", ["arm26"], [64])
+    status = {c["name"]: c["status"] for c in result["checks"]}
+    assert status == {"stack": "info", "warp_cuda": "fail", "runs": "skip"} and not result["ok"]
+    (warp_cuda,) = [c for c in result["checks"] if c["name"] == "warp_cuda"]
+    assert "R580 or newer" in warp_cuda["detail"] and result["runs"] == []
+    assert result["torch_cuda_devices"] == [{"index": 0, "name": "Fake GPU", "memory_gib": 80.0}]
+    assert "1 check(s) FAILED" in format_table(result)

@@ -67,8 +67,9 @@ def test_step_and_reset_matches_torchrl_step_and_maybe_reset(arm_motions, backen
 
 def test_collect_on_the_sync_free_path_reads_nothing_back(arm_motions, monkeypatch):
     """The collect loop with the CUDA default (``env.sync_free``) on warp: no .item(), bool(), tolist(),
-    boolean-mask or 0-dim tensor indexing in the env step, the masked reset or the policy (the CPU stand-in
-    for the CUDA test below: Python-level reads only)."""
+    boolean-mask or 0-dim tensor indexing in the env step, the masked reset or the policy, and no tensor
+    built from host data (``torch.tensor``: an H2D copy, which synchronizes on CUDA; TensorDict.where's
+    ``pad`` made one per step). The CPU stand-in for the CUDA test below: Python-level calls only."""
     env = _env(arm_motions, "warp", history_steps=2, critic_obs=True, max_episode_steps=3)
     env.sync_free = True
     learner = _learner(env)
@@ -77,7 +78,7 @@ def test_collect_on_the_sync_free_path_reads_nothing_back(arm_motions, monkeypat
 
     def refuse(name):
         def fn(*args, **kwargs):
-            raise AssertionError(f"host read in the collect loop: Tensor.{name}")
+            raise AssertionError(f"host read in the collect loop: {name}")
         return fn
 
     getitem = torch.Tensor.__getitem__
@@ -90,8 +91,9 @@ def test_collect_on_the_sync_free_path_reads_nothing_back(arm_motions, monkeypat
         return getitem(self, idx)
 
     for name in ("item", "__bool__", "tolist", "nonzero", "__float__", "__int__", "__index__"):
-        monkeypatch.setattr(torch.Tensor, name, refuse(name))
+        monkeypatch.setattr(torch.Tensor, name, refuse(f"Tensor.{name}"))
     monkeypatch.setattr(torch.Tensor, "__getitem__", no_host_index)
+    monkeypatch.setattr(torch, "tensor", refuse("torch.tensor (from host data)"))
     rollout, td = collect(env, learner, 6, td)  # episodes of 3 steps: resets inside
     monkeypatch.undo()
     assert rollout["done"].any()

@@ -238,8 +238,8 @@ def run_model(model: str, num_envs: int, device: torch.device, backend: str, ste
         if device.type == "cuda":
             checks.append(_sync_check(env, td, g, model, num_envs))
         else:
-            checks.append(Check("sync", "skip", "the CPU path reads host memory by design (nothing to sync with)",
-                                model, num_envs))
+            checks.append(Check("sync", "skip", "on the CPU there is no device to wait for (host syncs are a GPU "
+                                "matter)", model, num_envs))
     except Exception as exc:  # noqa: BLE001 - a model's failure is a result, not the end of the doctor
         cuda = device.type == "cuda" or "cuda" in str(exc).lower()
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
@@ -359,8 +359,14 @@ def run_doctor(device: str, models: list[str], num_envs: list[int], backend: str
     t_start = time.perf_counter()
     report = stack_report(dev)
     checks = stack_checks(dev, report)
-    runs = []
-    for model in models:
+    runs, to_run = [], list(models)
+    from mmimic.sim import resolve_backend
+
+    if any(c.name == "warp_cuda" and c.status == "fail" for c in checks) and resolve_backend(backend, dev) == "warp":
+        # every run would fail the same way: say it once (the warp_cuda check above has the reason and the fix)
+        checks.append(Check("runs", "skip", "no model run: warp cannot use this CUDA device (see warp_cuda)"))
+        to_run, checkpoint = [], False
+    for model in to_run:
         for n in num_envs:
             say(f"{model}, {n} worlds on {dev} ...")
             c, row = run_model(model, n, dev, backend, steps, warmup)

@@ -217,6 +217,12 @@ class MuscleEnv(EnvBase):
         done = nxt.get(keys.DONE).reshape(self.num_envs)
         if sync_free or bool(done.any()):
             fresh = self._reset(TensorDict({keys.RESET: done[:, None]}, batch_size=self.batch_size, device=self.device))
+            # entries the reset does not make (the action) are zeroed in reset worlds, as torchrl does; given
+            # here as zeros because TensorDict.where's pad would build a scalar tensor from the host (an H2D
+            # copy that synchronizes) for each of them
+            for key in nxt.keys(True, True):
+                if key not in fresh.keys(True, True):
+                    fresh.set(key, torch.zeros_like(nxt.get(key)))
             nxt.where(~done, other=fresh, out=nxt, pad=0, update_batch_size=True)
         return tensordict, nxt
 
