@@ -244,7 +244,8 @@ def run_train_bench(model: str, device: str, num_envs_list: list[int], iteration
             td["action"] = bank[i % len(bank)]
             _, td = env.step_and_reset(td)
         _sync(dev)
-        env_sps = n * steps / (time.perf_counter() - t0)
+        world = trainer.dist.world_size if trainer.dist is not None else 1  # (torchrun: every rank runs this)
+        env_sps = env.num_envs * world * steps / (time.perf_counter() - t0)
         trainer.td = env.reset()  # the env-only loop moved it on
         for _ in range(warmup):
             trainer.train_iteration()
@@ -254,7 +255,8 @@ def run_train_bench(model: str, device: str, num_envs_list: list[int], iteration
             trainer.train_iteration()
         _sync(dev)
         train_sps = n * steps / (time.perf_counter() - t0)
-        trainer.writer.close()
+        if trainer.writer is not None:
+            trainer.writer.close()
         rows.append({"backend": backend, "num_envs": n, "env_steps_per_s": env_sps, "train_steps_per_s": train_sps,
                      "train_over_env": train_sps / env_sps, "rollout_steps": cfg.ppo.rollout_steps})
     return {"kind": "train", "model": model, "config": config, "overrides": list(overrides),
