@@ -209,3 +209,17 @@ def test_bench_train_nproc_2_records_the_scaling(arm_motions, tmp_path):
     assert row["train_steps_per_s_1"] > 0 and row["train_steps_per_s_n"] > 0
     assert row["scaling"] == pytest.approx(row["train_steps_per_s_n"] / row["train_steps_per_s_1"])
     assert result["ranked"]["rows"][0]["num_envs"] == 16 and "scaling" in run.stdout
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA devices (nccl, one process per GPU)")
+def test_nproc_2_on_two_gpus(arm_motions, tmp_path):
+    """The CUDA path (nccl, cuda:LOCAL_RANK, warp): unmeasured here (no GPU); run where 2 GPUs are."""
+    repo = Path(__file__).parent.parent
+    run = _cli("--config", str(repo / "experiments/smoke.yaml"), "--nproc", "2", "--device", "cuda",
+               f"env.motions={arm_motions}", f"out_dir={tmp_path}", "env.num_envs=64", "iterations=3",
+               "checkpoint_every=1", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "2 processes (nccl, one GPU each)" in run.stdout
+    (run_dir,) = tmp_path.iterdir()
+    state, _ = read_checkpoint(run_dir)
+    assert state["iteration"] == 3 and state["world_size"] == 2
