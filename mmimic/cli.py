@@ -140,7 +140,6 @@ def _bench_train_scaling(args: argparse.Namespace) -> int:
     """``mmimic bench --train --nproc N``: the training loop in 1 process, then in N (torchrun) on the same
     total envs; records steps/s of both and the scaling (N-process / 1-process steps/s) per env count."""
     import json
-    import subprocess
     import tempfile
 
     from mmimic.bench import write_json
@@ -155,7 +154,7 @@ def _bench_train_scaling(args: argparse.Namespace) -> int:
     cmd_bench_train(single_args)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "ranked.json"
-        rc = subprocess.call(_torchrun_command(args.argv, n, ("--out", str(out))))
+        rc, _ = _run_forwarding_signals(_torchrun_command(args.argv, n, ("--out", str(out))))
         if rc or not out.is_file():
             raise SystemExit(f"mmimic bench: the {n}-process run failed (torchrun exit status {rc}); see above")
         ranked = json.loads(out.read_text())
@@ -386,11 +385,33 @@ def _torchrun_command(argv: list[str], n: int, extra: tuple[str, ...] = ()) -> l
             "-m", "mmimic.cli", *out, *extra]
 
 
+def _run_forwarding_signals(cmd: list[str]) -> tuple[int, int]:
+    """Run ``cmd`` (torchrun); SIGTERM / SIGINT sent to this process go on to it (a cluster's pre-emption
+    reaches the ranks, which finish the iteration and checkpoint). Returns its exit status and the last
+    signal forwarded (0: none)."""
+    import signal
+    import subprocess
+
+    proc = subprocess.Popen(cmd)
+    previous, got = {}, [0]
+
+    def forward(signum, _frame):
+        got[0] = signum
+        if proc.poll() is None:
+            proc.send_signal(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous[signum] = signal.signal(signum, forward)
+    try:
+        return proc.wait(), got[0]
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def _launch_ranks(args: argparse.Namespace, cfg) -> int:
     """``mmimic train --nproc N``: the same command in N processes under torchrun (one machine; for several,
     run torchrun yourself, see mmimic.rl.distributed). Returns torchrun's exit status."""
-    import subprocess
-
     import torch
 
     n = args.nproc
@@ -402,7 +423,13 @@ def _launch_ranks(args: argparse.Namespace, cfg) -> int:
     cmd = _torchrun_command(args.argv, n)
     print(f"mmimic train: {n} processes ({'nccl, one GPU each' if cfg.env.device.startswith('cuda') else 'gloo, CPU'})"
           f": {' '.join(cmd[1:])}", flush=True)
-    rc = subprocess.call(cmd)
+    rc, signum = _run_forwarding_signals(cmd)
+    if signum:
+        import signal
+
+        print(f"mmimic train --nproc {n}: stopped by {signal.Signals(signum).name}; the ranks finished their "
+              "iteration and wrote a checkpoint (see above)", file=sys.stderr)
+        return 128 + signum
     if rc:
         print(f"mmimic train --nproc {n}: a process failed (torchrun exit status {rc}); the others were stopped. "
               "Its error is above ('mmimic train (rank R): ...' and torchrun's 'Root Cause').", file=sys.stderr)

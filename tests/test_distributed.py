@@ -223,3 +223,28 @@ def test_nproc_2_on_two_gpus(arm_motions, tmp_path):
     (run_dir,) = tmp_path.iterdir()
     state, _ = read_checkpoint(run_dir)
     assert state["iteration"] == 3 and state["world_size"] == 2
+
+
+@pytest.mark.slow
+def test_sigterm_to_nproc_2_reaches_the_ranks_which_checkpoint(arm_motions, tmp_path):
+    """A cluster's pre-emption signals the launcher: torchrun passes it on, both ranks finish the iteration,
+    rank 0 writes the checkpoint and says how to resume; exit status 143."""
+    import signal
+
+    repo = Path(__file__).parent.parent
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mmimic.cli", "train", "--config", str(repo / "experiments/smoke.yaml"), "--nproc", "2",
+         f"env.motions={arm_motions}", f"out_dir={tmp_path}", *OVERRIDES, "iterations=100000",
+         "checkpoint_every=100000"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path)
+    lines = []
+    for line in proc.stdout:  # wait for training to run
+        lines.append(line)
+        if line.startswith("it 2/"):
+            break
+    proc.send_signal(signal.SIGTERM)
+    out = "".join(lines) + proc.communicate(timeout=300)[0]
+    assert proc.returncode == 128 + signal.SIGTERM, out[-3000:]
+    (run,) = tmp_path.glob("smoke-*")
+    assert list_checkpoints(run), out[-3000:]
+    assert "stopped by SIGTERM" in out and f"continue with: mmimic train --nproc 2 --resume {run}" in out

@@ -405,8 +405,9 @@ class Trainer:
             if self.writer is not None:
                 self.writer.close()
         if self.stopped_by:
+            nproc = f" --nproc {self.dist.world_size}" if self.dist is not None else ""
             self.log(f"stopped by {signal.Signals(self.stopped_by).name} at iteration {self.iteration}, checkpoint "
-                     f"written; continue with: mmimic train --resume {self.run_dir}")
+                     f"written; continue with: mmimic train{nproc} --resume {self.run_dir}")
         return last
 
     def evaluate(self) -> dict:
