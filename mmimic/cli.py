@@ -123,7 +123,12 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     overrides = list(args.overrides) + (["env.embodiment.remove_fingers=true"] if args.no_fingers else [])
     overrides += [f"env.sim_threads={args.threads}"] if args.threads else []
     quiet = ranked and os.environ.get("RANK") != "0"
-    result = run_train_bench(args.model, args.device, sweep, iterations, warmup, command=args.command_line,
+    dist = None
+    if ranked:
+        from mmimic.rl.distributed import Dist
+
+        dist = Dist.from_environment(args.device)
+    result = run_train_bench(args.model, args.device, sweep, iterations, warmup, command=args.command_line, dist=dist,
                              progress=None if quiet else (lambda msg: print(f"  ... {msg}", flush=True)),
                              backends=args.backend,
                              config=args.config, overrides=overrides)
@@ -175,8 +180,8 @@ def _bench_train_scaling(args: argparse.Namespace) -> int:
     print(f"(scaling: {n}-process over 1-process training steps/s on the same total envs; efficiency = scaling / {n}, "
           f"the figure for {n} devices; processes sharing one machine's CPU cores can at best keep scaling near 1)")
     if args.out != "-":
-        path = Path(args.out) if args.out else (Path("benchmarks/results") /
-                                                f"bench-train-{args.model}-nproc{n}-{args.device.replace(':', '')}.json")
+        stem = f"bench-train-{args.model}-nproc{n}-{args.device.replace(':', '')}.json"
+        path = Path(args.out) if args.out else Path("benchmarks/results") / stem
         write_json(result, path)
         print(f"wrote {path}")
     return 0
@@ -348,7 +353,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     rank = os.environ.get("RANK")
     where = f"mmimic train (rank {rank})" if rank is not None else "mmimic train"
     try:
-        trainer = Trainer(cfg)
+        dist = None
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # started by torchrun: join its process group
+            from mmimic.rl.distributed import Dist
+
+            dist = Dist.from_environment(cfg.env.device)
+        trainer = Trainer(cfg, dist=dist)
     except (OSError, ValueError, RuntimeError) as exc:  # bad files, paths, options: one line
         raise SystemExit(f"{where}: {exc}") from None
     try:

@@ -44,13 +44,14 @@ def _rank(rank: int, world: int, port: int, out: str, motions: str, iterations: 
     (``history``: the per-iteration statistics too, from ``train_iteration`` instead of ``train``)."""
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    from mmimic.rl.distributed import Dist
     from mmimic.rl.trainer import Trainer, TrainConfig
 
     try:
         cfg = load_config(TrainConfig, "experiments/smoke.yaml", [
             f"env.motions={motions}", f"out_dir={out}/runs", f"iterations={iterations}",
             *(overrides or OVERRIDES)])
-        trainer = Trainer(cfg, log=lambda *_: None)
+        trainer = Trainer(cfg, log=lambda *_: None, dist=Dist.from_environment("cpu"))
         if rank == fail_rank:
             real = trainer.train_iteration
 
@@ -189,7 +190,8 @@ def test_two_processes_with_half_the_envs_each_learn_like_one(arm_motions, tmp_p
     history = torch.load(tmp_path / "rank0.pt", weights_only=False)["history"]
     assert len(history) == iterations
     for key in ("tracking_errors/site_rel", "tracking_errors/joint_pos", "episode/episode_length"):
-        print(f"2 processes: {key} {_mean(history, key, slice(0, 10)):.4f} -> {_mean(history, key, slice(-10, None)):.4f}")
+        start, end = _mean(history, key, slice(0, 10)), _mean(history, key, slice(-10, None))
+        print(f"2 processes: {key} {start:.4f} -> {end:.4f}")
     _assert_learned(history)
 
 

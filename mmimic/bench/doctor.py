@@ -125,7 +125,8 @@ def stack_checks(device: torch.device, report: dict) -> list[Check]:
             check_warp_sees_cuda(device)
             checks.append(Check("warp_cuda", "pass", f"warp sees {wp.get_cuda_device_count()} CUDA device(s); "
                                 f"memory pool {'on' if report.get('warp_mempool') else 'OFF (no CUDA graphs)'}; "
-                                f"conditional graph nodes {'yes' if report['conditional_graphs'] else 'no (CUDA < 12.4)'}"))
+                                "conditional graph nodes "
+                                f"{'yes' if report['conditional_graphs'] else 'no (CUDA < 12.4)'}"))
         except RuntimeError as exc:
             checks.append(Check("warp_cuda", "fail", str(exc)))
     return checks
@@ -233,7 +234,8 @@ def run_model(model: str, num_envs: int, device: torch.device, backend: str, ste
         mem = "?" if row["memory_mb"] is None else f"{row['memory_mb']:,.0f} MiB"
         checks.append(Check("speed", "info", f"{row['env_steps_per_s']:,.0f} env steps/s ({steps} steps timed after "
                             f"{warmup}); memory used {mem} ({'device' if device.type == 'cuda' else 'resident'})",
-                            model, num_envs, {"env_steps_per_s": row["env_steps_per_s"], "memory_mb": row["memory_mb"]}))
+                            model, num_envs,
+                            {"env_steps_per_s": row["env_steps_per_s"], "memory_mb": row["memory_mb"]}))
         stage = "sync"
         if device.type == "cuda":
             checks.append(_sync_check(env, td, g, model, num_envs))
@@ -393,8 +395,9 @@ def format_table(result: dict, width: int = 100) -> str:
     lines = [f"device: {result['device_name']}; torch devices: "
              f"{', '.join(d['name'] for d in result['torch_cuda_devices']) or 'none'}; warp devices: "
              f"{', '.join(result['warp_devices'])}",
-             f"versions: NVIDIA driver {v['nvidia_driver']}, CUDA driver API {v['cuda_driver_api']}, torch {v['torch']} "
-             f"(CUDA {v['torch_cuda']}), warp {v['warp-lang']} (toolkit {v['warp_cuda_toolkit']}), mujoco {v['mujoco']}, "
+             f"versions: NVIDIA driver {v['nvidia_driver']}, CUDA driver API {v['cuda_driver_api']}, "
+             f"torch {v['torch']} (CUDA {v['torch_cuda']}), warp {v['warp-lang']} (toolkit {v['warp_cuda_toolkit']}), "
+             f"mujoco {v['mujoco']}, "
              f"mujoco_warp {v['mujoco-warp']}, torchrl {v['torchrl']}", ""]
     rows = [("check", "model", "worlds", "status", "detail")]
     for c in result["checks"]:

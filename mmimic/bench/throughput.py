@@ -217,10 +217,11 @@ def write_json(result: dict, path: Path) -> Path:
 def run_train_bench(model: str, device: str, num_envs_list: list[int], iterations: int, warmup: int,
                     motions: str = "", data_dir: str = "data", command: str = "", progress=None,
                     backends: list[str] | tuple[str, ...] = ("auto",), config: str | None = None,
-                    overrides: list[str] | tuple[str, ...] = ()) -> dict:
+                    overrides: list[str] | tuple[str, ...] = (), dist=None) -> dict:
     """Training-loop steps/s (collect + discriminator-free PPO update) against env-only steps/s
     (``MuscleImitationEnv.step_and_reset`` with random actions), same env, same run.
-    ``config``/``overrides``: an experiment YAML and key=value overrides (network sizes, PPO passes...)."""
+    ``config``/``overrides``: an experiment YAML and key=value overrides (network sizes, PPO passes...);
+    ``dist``: a distributed run's process group (``mmimic bench --train --nproc``: every rank runs this)."""
     from mmimic.config import load_config
     from mmimic.rl.trainer import Trainer, TrainConfig
 
@@ -232,7 +233,8 @@ def run_train_bench(model: str, device: str, num_envs_list: list[int], iteration
         base = [f"env.model={model}", f"env.num_envs={n}", f"env.device={device}", f"env.backend={backend}",
                 f"demo_data_dir={data_dir}"]
         cfg = load_config(TrainConfig, config, base + ([f"env.motions={motions}"] if motions else []) + list(overrides))
-        trainer = Trainer(cfg, run_dir=Path("/tmp") / f"mmimic-bench-train-{model}-{n}", log=lambda *_: None)
+        trainer = Trainer(cfg, run_dir=Path("/tmp") / f"mmimic-bench-train-{model}-{n}", log=lambda *_: None,
+                          dist=dist)
         env = trainer.env
         td = env.reset()
         bank = [env.action_spec.rand() for _ in range(8)]

@@ -136,16 +136,16 @@ def upgrade_checkpoint(state: dict) -> dict:
 
 
 class Trainer:
-    """``cfg`` -> env, learner (+ shaper), run folder; ``train()`` runs it. In a distributed run (torchrun sets
-    ``WORLD_SIZE`` > 1, or ``dist`` is given; see ``mmimic.rl.distributed``) each rank builds its own env (its
-    share of ``env.num_envs``, seed ``env.seed + 1000 * rank``, device ``cuda:LOCAL_RANK`` or the CPU), the
-    learner stays identical on every rank, and rank 0 alone logs, writes TensorBoard and checkpoints (with
-    every rank's episodes in flight, so that ``--resume`` continues each rank)."""
+    """``cfg`` -> env, learner (+ shaper), run folder; ``train()`` runs it. In a distributed run (``dist``: the
+    process group, ``Dist.from_environment()`` under torchrun; see ``mmimic.rl.distributed``) each rank builds
+    its own env (its share of ``env.num_envs``, seed ``env.seed + 1000 * rank``, device ``cuda:LOCAL_RANK``
+    or the CPU), the learner stays identical on every rank, and rank 0 alone logs, writes TensorBoard and
+    checkpoints (with every rank's episodes in flight, so that ``--resume`` continues each rank)."""
 
     def __init__(self, cfg: TrainConfig, run_dir: Path | None = None, log=print, dist: Dist | None = None):
         self.cfg = cfg
         cfg.validate()
-        self.dist = dist if dist is not None else Dist.from_environment(str(cfg.env.device))
+        self.dist = dist
         self.is_main = self.dist is None or self.dist.is_main
         self.log = log if self.is_main else (lambda *_: None)
         env_cfg = self._rank_env_config(cfg)
@@ -282,7 +282,8 @@ class Trainer:
                 warnings.warn(f"{path}: the run's episodes in flight do not fit this env ({exc}); the learner "
                               "is restored, the episodes start afresh (not an exact continuation)", stacklevel=2)
                 self.td = env.reset()
-        if not fits and "clip_stats" in state and "env" in state["rng"]:  # written before exact resume: fresh episodes, clip stats kept
+        # written before exact resume: fresh episodes, clip statistics kept
+        if not fits and "clip_stats" in state and "env" in state["rng"]:
             env.rng.set_state(state["rng"]["env"].cpu())
             stats = state["clip_stats"]
             if stats["episodes"].shape == env.task.clip_episodes.shape:
