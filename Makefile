@@ -14,10 +14,10 @@ RUN_FLAGS = $(if $(MODEL),--model $(MODEL)) $(if $(DEVICE),--device $(DEVICE)) $
             $(if $(ENVS),--num-envs $(ENVS)) $(if $(STEPS),--steps $(STEPS))
 
 .DEFAULT_GOAL := help
-.PHONY: help install test train train-bimanual train-fullbody train-smoke finetune eval play posture bench motions tensorboard clean
+.PHONY: help install test train train-bimanual train-fullbody train-smoke finetune eval play posture bench doctor motions tensorboard clean
 
 help: ## list the targets
-	@echo "mmimic make targets (variables: DEVICE=auto|cpu|cuda|cuda:K, BACKEND=auto|warp|mujoco, MODEL=arm26|bimanual|myofullbody):"
+	@echo "mmimic make targets (variables: DEVICE=auto|cpu|cuda|cuda:K, BACKEND=auto|warp|mujoco, MODEL=arm26|bimanual|myofullbody, NPROC=N (train: N processes)):"
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(BIN)/python:
@@ -33,9 +33,10 @@ install: $(VENV)/.installed ## create .venv and install mmimic with its dependen
 test: install ## run the test suite on CPU (~8 min; the first run on a machine also compiles warp kernels)
 	$(BIN)/python -m pytest
 
-# Training: experiments/<name>.yaml plus ARGS="key=value ..." overrides; DEVICE picks the device.
+# Training: experiments/<name>.yaml plus ARGS="key=value ..." overrides; DEVICE picks the device,
+# NPROC=N trains data-parallel in N processes (torchrun; one GPU each on CUDA).
 train_cmd = $(BIN)/mmimic train --config experiments/$(1).yaml $(if $(DEVICE),--device $(DEVICE)) \
-            $(if $(BACKEND),--backend $(BACKEND)) out_dir=$(RUNS) $(ARGS)
+            $(if $(BACKEND),--backend $(BACKEND)) $(if $(NPROC),--nproc $(NPROC)) out_dir=$(RUNS) $(ARGS)
 
 train: install ## the bimanual generalist on the demo motions (experiments/bimanual.yaml; cuda if present)
 	$(call train_cmd,bimanual)
@@ -66,6 +67,10 @@ posture: install ## MuscleEnv's posture task with a random policy (experiments/p
 bench: MODEL ?= bimanual
 bench: install ## raw simulator vs MuscleEnv throughput table + JSON in benchmarks/results/ (BACKEND=warp,mujoco: both)
 	$(BIN)/mmimic bench --model $(MODEL) $(if $(DEVICE),--device $(DEVICE)) $(if $(BACKEND),--backend $(BACKEND))
+
+doctor: install ## self-check: versions, devices, per model CUDA graphs, parity, NaN, memory, steps/s, syncs; doctor-DEVICE.json
+	$(BIN)/mmimic doctor $(if $(DEVICE),--device $(DEVICE)) $(if $(BACKEND),--backend $(BACKEND)) \
+		$(if $(MODEL),--models $(MODEL)) $(if $(ENVS),--num-envs $(ENVS)) $(ARGS)
 
 DATA ?= data
 motions: install ## synthesize the demo clips (AMASS format) and retarget them onto bimanual and myofullbody (~3 min CPU)

@@ -1,9 +1,10 @@
 """The ``mmimic`` command: one subcommand per job (``bench``, ``posture``, ``motion``, ``retarget``, ``train``,
-``eval``, ``play``, ``curve``)."""
+``eval``, ``play``, ``gait``, ``curve``, ``doctor``)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -72,6 +73,12 @@ def _model(value: str) -> str:
     return value
 
 
+def _models(value: str) -> list[str]:
+    from mmimic.embodiments import known_embodiments
+
+    return _names_from(known_embodiments(), "model")(value)
+
+
 def _checked(command: str, check, value):
     """``check(value)`` for a value from a config file (argparse never saw it), or exit with one line."""
     try:
@@ -102,19 +109,81 @@ def _write_result(args: argparse.Namespace, result: dict, stem: str) -> None:
 def cmd_bench_train(args: argparse.Namespace) -> int:
     from mmimic.bench import format_train_table, run_train_bench
 
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return _bench_train_scaling(args)
+    ranked = "WORLD_SIZE" in os.environ
+
     sweep = args.num_envs or ([4096] if args.device.startswith("cuda") else [64])
     iterations = args.steps or (20 if args.device.startswith("cuda") else 3)
     warmup = args.warmup if args.warmup is not None else 1
-    print(f"mmimic bench --train: {args.model} on {args.device} ({', '.join(args.backend)}), envs {sweep}, "
-          f"{iterations} timed iterations after {warmup} warm-up (demo motions are made at first use)", flush=True)
+    if not ranked or os.environ.get("RANK") == "0":
+        print(f"mmimic bench --train: {args.model} on {args.device} ({', '.join(args.backend)}), envs {sweep}, "
+              f"{iterations} timed iterations after {warmup} warm-up (demo motions are made at first use)"
+              f"{' in ' + os.environ['WORLD_SIZE'] + ' processes' if ranked else ''}", flush=True)
     overrides = list(args.overrides) + (["env.embodiment.remove_fingers=true"] if args.no_fingers else [])
     overrides += [f"env.sim_threads={args.threads}"] if args.threads else []
-    result = run_train_bench(args.model, args.device, sweep, iterations, warmup, command=args.command_line,
-                             progress=lambda msg: print(f"  ... {msg}", flush=True), backends=args.backend,
+    quiet = ranked and os.environ.get("RANK") != "0"
+    dist = None
+    if ranked:
+        from mmimic.rl.distributed import Dist
+
+        dist = Dist.from_environment(args.device)
+    result = run_train_bench(args.model, args.device, sweep, iterations, warmup, command=args.command_line, dist=dist,
+                             progress=None if quiet else (lambda msg: print(f"  ... {msg}", flush=True)),
+                             backends=args.backend,
                              config=args.config, overrides=overrides)
+    args.result = result
+    if ranked and os.environ.get("RANK") != "0":
+        return 0  # rank 0 reports
     print(format_train_table(result))
     _write_result(args, result, f"bench-train-{args.model}{'-nofingers' if args.no_fingers else ''}")
     print(f"train/env: {min(r['train_over_env'] for r in result['rows']):.3f} (goal >= 0.8)")
+    return 0
+
+
+def _bench_train_scaling(args: argparse.Namespace) -> int:
+    """``mmimic bench --train --nproc N``: the training loop in 1 process, then in N (torchrun) on the same
+    total envs; records steps/s of both and the scaling (N-process / 1-process steps/s) per env count."""
+    import json
+    import tempfile
+
+    from mmimic.bench import write_json
+
+    n = args.nproc
+    sweep = args.num_envs or ([4096] if args.device.startswith("cuda") else [64])
+    bad = [e for e in sweep if e % n]
+    if bad:
+        raise SystemExit(f"mmimic bench: --num-envs {bad} do not split over --nproc {n}; give multiples of {n}")
+    single_args = argparse.Namespace(**{**vars(args), "nproc": 1, "out": "-"})
+    print(f"mmimic bench --train --nproc {n}: 1 process first, then {n}", flush=True)
+    cmd_bench_train(single_args)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "ranked.json"
+        rc, _ = _run_forwarding_signals(_torchrun_command(args.argv, n, ("--out", str(out))))
+        if rc or not out.is_file():
+            raise SystemExit(f"mmimic bench: the {n}-process run failed (torchrun exit status {rc}); see above")
+        ranked = json.loads(out.read_text())
+    single = single_args.result
+    rows = []
+    for one, many in zip(single["rows"], ranked["rows"]):
+        scaling = many["train_steps_per_s"] / one["train_steps_per_s"]
+        rows.append({"backend": one["backend"], "num_envs": one["num_envs"], "nproc": n,
+                     "train_steps_per_s_1": one["train_steps_per_s"], "train_steps_per_s_n": many["train_steps_per_s"],
+                     "env_steps_per_s_1": one["env_steps_per_s"], "env_steps_per_s_n": many["env_steps_per_s"],
+                     "scaling": scaling, "efficiency": scaling / n})
+    result = {**single, "kind": "train-scaling", "nproc": n, "rows": rows, "single": single, "ranked": ranked,
+              "command": args.command_line}
+    print(f"{'backend':>8} {'envs':>6} {'1 proc steps/s':>15} {f'{n} procs steps/s':>16} {'scaling':>8} {'eff.':>6}")
+    for r in rows:
+        print(f"{r['backend']:>8} {r['num_envs']:>6} {r['train_steps_per_s_1']:>15,.0f} "
+              f"{r['train_steps_per_s_n']:>16,.0f} {r['scaling']:>8.2f} {r['efficiency']:>6.2f}")
+    print(f"(scaling: {n}-process over 1-process training steps/s on the same total envs; efficiency = scaling / {n}, "
+          f"the figure for {n} devices; processes sharing one machine's CPU cores can at best keep scaling near 1)")
+    if args.out != "-":
+        stem = f"bench-train-{args.model}-nproc{n}-{args.device.replace(':', '')}.json"
+        path = Path(args.out) if args.out else Path("benchmarks/results") / stem
+        write_json(result, path)
+        print(f"wrote {path}")
     return 0
 
 
@@ -279,18 +348,102 @@ def cmd_train(args: argparse.Namespace) -> int:
     if cfg.env.device == "cpu" and str(cfg.env.num_envs).isdigit() and int(cfg.env.num_envs) > 256:
         print(f"note: {cfg.env.num_envs} envs on CPU will be slow (a 2-core CPU runs ~1,000 bimanual env steps/s); "
               "env.num_envs=auto picks a CPU-sized count", flush=True)
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return _launch_ranks(args, cfg)
+    rank = os.environ.get("RANK")
+    where = f"mmimic train (rank {rank})" if rank is not None else "mmimic train"
     try:
-        trainer = Trainer(cfg)
+        dist = None
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # started by torchrun: join its process group
+            from mmimic.rl.distributed import Dist
+
+            dist = Dist.from_environment(cfg.env.device)
+        trainer = Trainer(cfg, dist=dist)
     except (OSError, ValueError, RuntimeError) as exc:  # bad files, paths, options: one line
-        raise SystemExit(f"mmimic train: {exc}") from None
-    last = trainer.train()
+        raise SystemExit(f"{where}: {exc}") from None
+    try:
+        last = trainer.train()
+    except Exception as exc:
+        if rank is not None:  # say which rank failed; torchrun then stops the others
+            print(f"{where}: failed at iteration {trainer.iteration + 1}: {type(exc).__name__}: {exc}",
+                  file=sys.stderr, flush=True)
+        raise
+    if trainer.dist is not None:
+        trainer.dist.close()
     if trainer.stopped_by:
         return 128 + trainer.stopped_by
+    if not trainer.is_main:
+        return 0
     print(f"done: {trainer.iteration} iterations, {trainer.env_steps:,} env steps; run dir {trainer.run_dir}")
     if last:
         print(f"  reward {last['reward/mean']:.4f}, episode length {last.get('episode/episode_length', float('nan')):.1f}")
     print(f"TensorBoard: tensorboard --logdir {Path(trainer.run_dir).parent}")
     return 0
+
+
+def _torchrun_command(argv: list[str], n: int, extra: tuple[str, ...] = ()) -> list[str]:
+    """torchrun (one machine, ``n`` processes) on this command line without its --nproc (and its --out)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in ("--nproc", "--out") and extra or a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc=") and not (extra and a.startswith("--out=")):
+            out.append(a)
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}",
+            "-m", "mmimic.cli", *out, *extra]
+
+
+def _run_forwarding_signals(cmd: list[str]) -> tuple[int, int]:
+    """Run ``cmd`` (torchrun); SIGTERM / SIGINT sent to this process go on to it (a cluster's pre-emption
+    reaches the ranks, which finish the iteration and checkpoint). Returns its exit status and the last
+    signal forwarded (0: none)."""
+    import signal
+    import subprocess
+
+    proc = subprocess.Popen(cmd)
+    previous, got = {}, [0]
+
+    def forward(signum, _frame):
+        got[0] = signum
+        if proc.poll() is None:
+            proc.send_signal(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous[signum] = signal.signal(signum, forward)
+    try:
+        return proc.wait(), got[0]
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _launch_ranks(args: argparse.Namespace, cfg) -> int:
+    """``mmimic train --nproc N``: the same command in N processes under torchrun (one machine; for several,
+    run torchrun yourself, see mmimic.rl.distributed). Returns torchrun's exit status."""
+    import torch
+
+    n = args.nproc
+    if cfg.env.device.startswith("cuda") and n > torch.cuda.device_count():
+        raise SystemExit(f"mmimic train: --nproc {n} on CUDA needs {n} GPUs, torch sees {torch.cuda.device_count()}")
+    if str(cfg.env.num_envs).isdigit() and int(cfg.env.num_envs) % n:
+        raise SystemExit(f"mmimic train: env.num_envs={cfg.env.num_envs} does not split over --nproc {n}; "
+                         f"give a multiple of {n}")
+    cmd = _torchrun_command(args.argv, n)
+    print(f"mmimic train: {n} processes ({'nccl, one GPU each' if cfg.env.device.startswith('cuda') else 'gloo, CPU'})"
+          f": {' '.join(cmd[1:])}", flush=True)
+    rc, signum = _run_forwarding_signals(cmd)
+    if signum:
+        import signal
+
+        print(f"mmimic train --nproc {n}: stopped by {signal.Signals(signum).name}; the ranks finished their "
+              "iteration and wrote a checkpoint (see above)", file=sys.stderr)
+        return 128 + signum
+    if rc:
+        print(f"mmimic train --nproc {n}: a process failed (torchrun exit status {rc}); the others were stopped. "
+              "Its error is above ('mmimic train (rank R): ...' and torchrun's 'Root Cause').", file=sys.stderr)
+    return rc
 
 
 def _eval_motions(args: argparse.Namespace, cfg, command: str = "eval") -> str:
@@ -449,6 +602,33 @@ def cmd_curve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    import json
+
+    from mmimic.bench import write_json
+    from mmimic.bench.doctor import format_table, run_doctor
+
+    _quiet_warp(args.verbose)
+    _check_backends([args.backend], args.device, "doctor")
+    cuda = args.device.startswith("cuda")
+    models = args.models or (["arm26", "bimanual", "myofullbody"] if cuda else ["arm26", "bimanual"])
+    sizes = args.num_envs or ([64, 4096] if cuda else [16])
+    print(f"mmimic doctor: {', '.join(models)} at {', '.join(map(str, sizes))} worlds on {args.device} "
+          f"(backend {args.backend}); the first run on a machine compiles warp kernels (~1 min per model)", flush=True)
+    result = run_doctor(args.device, models, sizes, backend=args.backend, steps=args.steps,
+                        checkpoint=not args.no_checkpoint, command=args.command_line,
+                        progress=lambda msg: print(f"  ... {msg}", flush=True))
+    print(format_table(result))
+    if args.out != "-":
+        out = Path(args.out or f"doctor-{args.device.replace(':', '')}.json")
+        try:
+            write_json(json.loads(json.dumps(result, default=str)), out)
+        except OSError as exc:
+            raise SystemExit(f"mmimic doctor: cannot write {out}: {exc}") from None
+        print(f"wrote {out} (attach it to bug reports)")
+    return 0 if result["ok"] else 1
+
+
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose ``epilog`` may be a callable, called when the help is printed: the train
     parser's list of config keys imports the trainer (seconds), which ``mmimic --help`` and the other
@@ -520,7 +700,7 @@ def build_parser() -> argparse.ArgumentParser:
         "bench", help="throughput of the raw simulator vs MuscleEnv, and their ratio, per backend",
         description="Measures, in one run, for each backend and world count: raw simulator physics and control "
                     "steps/s (mujoco_warp, CUDA graph on GPU; or the C backend's thread pool), "
-                    "MuscleEnv.step_and_maybe_reset steps/s with random actions, and env/raw; with two backends, "
+                    "MuscleEnv.step_and_reset steps/s with random actions, and env/raw; with two backends, "
                     "their env speed ratio. Prints a table and writes JSON with device, versions and command.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     b.add_argument("--model", type=_model, default="bimanual", help="embodiment name")
@@ -542,6 +722,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instead: training-loop steps/s (collect + PPO update) vs env-only steps/s of the imitation "
                         "env on the demo motions; --steps counts PPO iterations (default 20 CUDA, 3 CPU), "
                         "--num-envs defaults to 4096 CUDA, 64 CPU")
+    b.add_argument("--nproc", type=_positive(int), default=1,
+                   help="--train only: also run the training loop in this many processes (torchrun) on the same "
+                        "total envs, and record the scaling against 1 process")
     b.add_argument("--out", default=None,
                    help="JSON path ('-' for none; default benchmarks/results/bench-MODEL-DEVICE.json)")
     b.add_argument("-v", "--verbose", action="store_true", help="show warp's kernel compilation messages")
@@ -605,6 +788,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--backend", type=_backend, default=None,
                    help="simulator: auto (warp on CUDA, MuJoCo's C engine on CPU), warp, mujoco (config: env.backend)")
     t.add_argument("--resume", default=None, help="run directory or checkpoint to continue")
+    t.add_argument("--nproc", type=_positive(int), default=1,
+                   help="train data-parallel in this many processes (torchrun; one GPU each on CUDA, gloo on CPU); "
+                        "env.num_envs is the total over them")
     t.add_argument("-v", "--verbose", action="store_true", help="show warp's kernel compilation messages")
     t.set_defaults(func=cmd_train)
 
@@ -697,6 +883,29 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--note", default=None, help="free text to record (machine, what was tuned)")
     c.set_defaults(func=cmd_curve)
 
+    d = sub.add_parser(
+        "doctor", help="self-check of this machine: versions, devices, per model a short run (CUDA graphs, parity "
+                       "with C MuJoCo, NaN, memory, steps/s, host syncs), a checkpoint round trip",
+        description="The command to run first on a new machine, above all one with a GPU. Prints the versions "
+                    "(driver, CUDA, torch, warp, mujoco, mujoco_warp) and devices; per model and world count builds "
+                    "the env and checks: CUDA graphs captured, 20-step parity against C MuJoCo on 4 worlds, NaN, "
+                    "memory used, env steps/s, no host sync in one env step (CUDA); then a checkpoint save/resume "
+                    "round trip. A failing run (e.g. a CUDA error) is reported with the command to rerun it with "
+                    "CUDA_LAUNCH_BLOCKING=1. Prints a pass/fail table, writes JSON; exit status 1 if a check failed.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    d.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda or cuda:K")
+    d.add_argument("--models", type=_models, default=None,
+                   help="comma-separated models (default: arm26,bimanual,myofullbody on CUDA; arm26,bimanual on CPU)")
+    d.add_argument("--num-envs", type=_int_list, default=None,
+                   help="comma-separated world counts (default: 64,4096 on CUDA, 16 on CPU)")
+    d.add_argument("--backend", type=_backend, default="auto",
+                   help="simulator: auto (warp on CUDA, mujoco on CPU), warp, mujoco")
+    d.add_argument("--steps", type=_positive(int), default=None, help="timed env steps per run (default 100 CUDA, 20 CPU)")
+    d.add_argument("--no-checkpoint", action="store_true", help="skip the checkpoint round trip")
+    d.add_argument("--out", default=None, help="JSON path ('-' for none; default doctor-DEVICE.json)")
+    d.add_argument("-v", "--verbose", action="store_true", help="show warp's kernel compilation messages")
+    d.set_defaults(func=cmd_doctor)
+
     r = sub.add_parser(
         "retarget", help="retarget AMASS/SMPL motions onto a muscle model, with QA metrics",
         description="Fits the model's mimic sites to SMPL joints (per-segment scaled) by inverse kinematics per "
@@ -724,6 +933,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     args.command_line = "mmimic " + " ".join(shlex.quote(a) for a in argv)
+    args.argv = argv
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

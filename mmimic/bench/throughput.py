@@ -3,7 +3,7 @@
 Raw, warp: ``mujoco_warp.step`` on the same model and world count, the substep loop captured as a
 CUDA graph on GPU (launched directly on CPU), nothing else. Raw, mujoco: the C backend's own thread
 pool calling ``mujoco.mj_step`` in every world, nothing copied in or out. Env:
-``MuscleEnv.step_and_maybe_reset`` with random actions, i.e. action mapping, the same substeps,
+``MuscleEnv.step_and_reset`` (the collect loop's step) with random actions, i.e. action mapping, the same substeps,
 instability check, observation, reward, termination and partial resets: what a collector calls.
 All are timed after warm-up (kernel compilation, graph capture), with the device synchronized
 before reading the clock.
@@ -98,19 +98,19 @@ def bench_raw_warp(emb: Embodiment, num_envs: int, device: torch.device, steps: 
 
 def bench_env(model: str, num_envs: int, device: torch.device, steps: int, warmup: int, emb_options: dict,
               backend: str = "auto", threads: int | None = None) -> float:
-    """Seconds per ``step_and_maybe_reset`` of MuscleEnv with random actions."""
+    """Seconds per ``step_and_reset`` of MuscleEnv with random actions."""
     env = MuscleEnv(model, num_envs=num_envs, device=str(device), backend=backend, sim_threads=threads,
                     **emb_options)
     td = env.reset()
     bank = [env.action_spec.rand() for _ in range(8)]  # made ahead: we time the env, not the RNG
     for i in range(warmup):
         td["action"] = bank[i % len(bank)]
-        _, td = env.step_and_maybe_reset(td)
+        _, td = env.step_and_reset(td)
     _sync(device)
     t0 = time.perf_counter()
     for i in range(steps):
         td["action"] = bank[i % len(bank)]
-        _, td = env.step_and_maybe_reset(td)
+        _, td = env.step_and_reset(td)
     _sync(device)
     return (time.perf_counter() - t0) / steps
 
@@ -217,10 +217,11 @@ def write_json(result: dict, path: Path) -> Path:
 def run_train_bench(model: str, device: str, num_envs_list: list[int], iterations: int, warmup: int,
                     motions: str = "", data_dir: str = "data", command: str = "", progress=None,
                     backends: list[str] | tuple[str, ...] = ("auto",), config: str | None = None,
-                    overrides: list[str] | tuple[str, ...] = ()) -> dict:
+                    overrides: list[str] | tuple[str, ...] = (), dist=None) -> dict:
     """Training-loop steps/s (collect + discriminator-free PPO update) against env-only steps/s
-    (``MuscleImitationEnv.step_and_maybe_reset`` with random actions), same env, same run.
-    ``config``/``overrides``: an experiment YAML and key=value overrides (network sizes, PPO passes...)."""
+    (``MuscleImitationEnv.step_and_reset`` with random actions), same env, same run.
+    ``config``/``overrides``: an experiment YAML and key=value overrides (network sizes, PPO passes...);
+    ``dist``: a distributed run's process group (``mmimic bench --train --nproc``: every rank runs this)."""
     from mmimic.config import load_config
     from mmimic.rl.trainer import Trainer, TrainConfig
 
@@ -232,7 +233,8 @@ def run_train_bench(model: str, device: str, num_envs_list: list[int], iteration
         base = [f"env.model={model}", f"env.num_envs={n}", f"env.device={device}", f"env.backend={backend}",
                 f"demo_data_dir={data_dir}"]
         cfg = load_config(TrainConfig, config, base + ([f"env.motions={motions}"] if motions else []) + list(overrides))
-        trainer = Trainer(cfg, run_dir=Path("/tmp") / f"mmimic-bench-train-{model}-{n}", log=lambda *_: None)
+        trainer = Trainer(cfg, run_dir=Path("/tmp") / f"mmimic-bench-train-{model}-{n}", log=lambda *_: None,
+                          dist=dist)
         env = trainer.env
         td = env.reset()
         bank = [env.action_spec.rand() for _ in range(8)]
@@ -242,9 +244,10 @@ def run_train_bench(model: str, device: str, num_envs_list: list[int], iteration
                 _sync(dev)
                 t0 = time.perf_counter()
             td["action"] = bank[i % len(bank)]
-            _, td = env.step_and_maybe_reset(td)
+            _, td = env.step_and_reset(td)
         _sync(dev)
-        env_sps = n * steps / (time.perf_counter() - t0)
+        world = trainer.dist.world_size if trainer.dist is not None else 1  # (torchrun: every rank runs this)
+        env_sps = env.num_envs * world * steps / (time.perf_counter() - t0)
         trainer.td = env.reset()  # the env-only loop moved it on
         for _ in range(warmup):
             trainer.train_iteration()
@@ -254,7 +257,8 @@ def run_train_bench(model: str, device: str, num_envs_list: list[int], iteration
             trainer.train_iteration()
         _sync(dev)
         train_sps = n * steps / (time.perf_counter() - t0)
-        trainer.writer.close()
+        if trainer.writer is not None:
+            trainer.writer.close()
         rows.append({"backend": backend, "num_envs": n, "env_steps_per_s": env_sps, "train_steps_per_s": train_sps,
                      "train_over_env": train_sps / env_sps, "rollout_steps": cfg.ppo.rollout_steps})
     return {"kind": "train", "model": model, "config": config, "overrides": list(overrides),

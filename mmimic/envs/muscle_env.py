@@ -127,6 +127,7 @@ class MuscleEnv(EnvBase):
                                           self.device, self.embodiment.name)
         self.rng = torch.Generator(device=self.device)
         self._set_seed(cfg.seed)
+        self.sync_free = self.device.type == "cuda"  # step_and_reset's default: no host reads (see there)
         self.episode_step = torch.zeros(self.num_envs, dtype=torch.int64, device=self.device)
         self.task = self._make_task()
         self._make_specs()
@@ -209,6 +210,36 @@ class MuscleEnv(EnvBase):
         # 5. the task keeps what the next step needs (previous action, sites, clip statistics)
         self.task.end_step(s, obs, terminated, truncated)
         return self._output(obs, terms, errors, unstable, reward, terminated, truncated)
+
+    def step_and_reset(self, tensordict: TensorDictBase, sync_free: bool | None = None
+                       ) -> tuple[TensorDictBase, TensorDictBase]:
+        """``step_and_maybe_reset`` (same inputs and outputs) without reading anything back to the host.
+
+        torchrl's version asks the host whether any world is done (``done.any()``, and more checks in
+        ``reset``) before it resets them: a host sync per step on a GPU. Here, with ``sync_free`` (the
+        default on CUDA), the masked reset runs every step, for the worlds that are done (none, some or
+        all: a mask in device memory), and its output is merged in with ``where``: the simulator's reset
+        is a CUDA graph, the task's reset a fixed set of tensor ops, and nothing waits for the GPU. It costs
+        one reset's work per step (RNG draws, the reference lookup, kinematics in every world). Without
+        ``sync_free`` (the default on the CPU, where a read costs nothing) it resets only when a world is
+        done, exactly as torchrl does: the same results and the same random draws. ``sync_free=None`` takes
+        ``self.sync_free`` (True on CUDA; ``collect`` steps with this method).
+        """
+        if sync_free is None:
+            sync_free = self.sync_free
+        tensordict = self.step(tensordict)
+        nxt = self._step_mdp(tensordict)
+        done = nxt.get(keys.DONE).reshape(self.num_envs)
+        if sync_free or bool(done.any()):
+            fresh = self._reset(TensorDict({keys.RESET: done[:, None]}, batch_size=self.batch_size, device=self.device))
+            # entries the reset does not make (the action) are zeroed in reset worlds, as torchrl does; given
+            # here as zeros because TensorDict.where's pad would build a scalar tensor from the host (an H2D
+            # copy that synchronizes) for each of them
+            for key in nxt.keys(True, True):
+                if key not in fresh.keys(True, True):
+                    fresh.set(key, torch.zeros_like(nxt.get(key)))
+            nxt.where(~done, other=fresh, out=nxt, pad=0, update_batch_size=True)
+        return tensordict, nxt
 
     def _observe(self, s) -> dict[str, torch.Tensor]:
         """Every observation term, ``observation`` (their sanitized concatenation; the named parts are views

@@ -187,6 +187,15 @@ class AdversarialReward(nn.Module):
         self.optimizer = torch.optim.AdamW(self.disc.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                                            fused=self.device.type in ("cuda", "cpu"))
         self.replay = FeatureReplay(cfg.buffer_size, self.feature_dim, self.device)
+        self.dist = None  # a distributed run's process group: see distribute()
+
+    def distribute(self, dist) -> None:
+        """Rank 0's discriminator and normalizer to every rank; then gradients are averaged and the feature
+        statistics merged over the ranks at each update (each rank keeps its own replay buffer)."""
+        self.dist = dist
+        dist.broadcast_(list(self.parameters()) + list(self.buffers()))
+        if isinstance(self.normalizer, RunningNormalizer):
+            self.normalizer._refresh()
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
         """``D(x)`` for raw features ``(..., F)`` -> ``(...)`` (normalized inside)."""
@@ -241,9 +250,10 @@ class AdversarialReward(nn.Module):
 
         # 1. input statistics (frozen elsewhere), 2. replay of policy samples
         if cfg.normalize_features:
-            self.normalizer.update(fake_new)
+            reduce = self.dist.sum_ if self.dist is not None else None
+            self.normalizer.update(fake_new, reduce=reduce)
             if expert is not None:
-                self.normalizer.update(expert)
+                self.normalizer.update(expert, reduce=reduce)
         replay_before = len(self.replay)
         # 3. minibatch steps
         half = cfg.minibatch_size // 2
@@ -265,6 +275,8 @@ class AdversarialReward(nn.Module):
                 loss = lsq + 0.5 * cfg.grad_penalty * gp + cfg.logit_reg * last.weight.square().sum()
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                if self.dist is not None:  # the same discriminator on every rank
+                    self.dist.average_gradients(list(self.disc.parameters()))
                 self.optimizer.step()
                 with torch.no_grad():
                     stats[k] = torch.stack([loss.detach(), lsq.detach(), gp.detach(),

@@ -10,6 +10,9 @@ the same way. One training iteration, as the trainer runs it:
 
 Saving: ``state_dict()`` holds everything the learner needs to resume (weights, normalizers,
 optimizer, counters); the trainer's checkpoint is the learners' and shapers' states plus its counters.
+
+Several processes (``mmimic train --nproc N``): the trainer calls the learner's ``distribute(dist)``
+(optional: without it a learner trains in one process only); see ``PPO.distribute``.
 """
 
 from __future__ import annotations

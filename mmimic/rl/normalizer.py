@@ -48,17 +48,32 @@ class RunningNormalizer(nn.Module):
         self._inv_std32.copy_(torch.rsqrt(self.var + self.eps))
 
     @torch.no_grad()
-    def update(self, x: torch.Tensor) -> None:
-        """Merge the rows of ``x (..., dim)`` into the statistics (no-op in eval mode)."""
+    def update(self, x: torch.Tensor, reduce=None) -> None:
+        """Merge the rows of ``x (..., dim)`` into the statistics (no-op in eval mode).
+
+        ``reduce``: in a distributed run, a function summing a float64 tensor over the ranks in place
+        (``Dist.sum_``): the batch statistics of every rank's ``x`` are merged, so that the normalizer stays
+        the same on every rank."""
         if not self.training:
             return
         if x.shape[-1] != self.dim:
             raise ValueError(f"RunningNormalizer.update: expected (..., {self.dim}), got {tuple(x.shape)}")
         x = x.reshape(-1, self.dim).to(torch.float64)
+        if reduce is not None:  # count, sum and sum of squares over all ranks
+            sums = reduce(torch.cat([torch.full((1,), float(x.shape[0]), dtype=torch.float64, device=x.device),
+                                     x.sum(0), x.square().sum(0)]))
+            n_b = sums[0]
+            mean_b = sums[1:1 + self.dim] / n_b.clamp_min(1.0)
+            var_b = (sums[1 + self.dim:] / n_b.clamp_min(1.0) - mean_b.square()).clamp_min(0.0)
+            self._merge(n_b, mean_b, var_b)
+            return
         n_b = x.shape[0]
         if n_b == 0:
             return
         var_b, mean_b = torch.var_mean(x, dim=0, correction=0)
+        self._merge(n_b, mean_b, var_b)
+
+    def _merge(self, n_b, mean_b: torch.Tensor, var_b: torch.Tensor) -> None:
         n_a = self.count
         n = n_a + n_b
         delta = mean_b - self.mean

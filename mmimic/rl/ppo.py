@@ -200,6 +200,7 @@ class PPO:
                                           fused=self.device.type in ("cuda", "cpu"))
         self.num_updates = 0
         self._rollout: TensorDictBase | None = None
+        self.dist = None  # a distributed run's process group (mmimic.rl.distributed.Dist): see distribute()
 
     @classmethod
     def for_env(cls, env, cfg: PPOConfig | None = None) -> "PPO":
@@ -268,9 +269,20 @@ class PPO:
         if not self.cfg.normalize_obs:
             return
         actor_obs, critic_obs = self._split(obs)
-        self.actor_normalizer.update(actor_obs)
+        reduce = self.dist.sum_ if self.dist is not None else None
+        self.actor_normalizer.update(actor_obs, reduce=reduce)
         if not self.shared_obs:
-            self.critic_normalizer.update(critic_obs)
+            self.critic_normalizer.update(critic_obs, reduce=reduce)
+
+    def distribute(self, dist) -> None:
+        """Train data-parallel over ``dist``'s ranks (``mmimic.rl.distributed.Dist``): rank 0's weights and
+        normalizers go to every rank now; each update then averages the gradients (and the KL that adapts the
+        learning rate) and merges the normalizer statistics over the ranks, so all stay identical."""
+        self.dist = dist
+        dist.broadcast_(list(self.nets.parameters()) + list(self.nets.buffers()))
+        for m in self.nets.modules():
+            if isinstance(m, RunningNormalizer):
+                m._refresh()
 
     def reset_log_std(self, value: float) -> None:
         """Set the policy's log sigma to ``value`` and forget its Adam moments (fine-tuning)."""
@@ -378,11 +390,14 @@ class PPO:
                     kl = gaussian_kl(old_loc[idx], old_log_std, loc, log_std).mean()
                     approx_kl = ((ratio - 1.0) - log_ratio).mean()
                     clip_fraction = ((ratio - 1.0).abs() > cfg.clip_eps).float().mean()
-                    if cfg.schedule == "kl_adaptive":
-                        self._adapt_lr(kl)
 
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                if self.dist is not None:  # mean gradients and KL over the ranks: one all-reduce
+                    kl = kl.clone()
+                    self.dist.average_gradients(params, [kl])
+                if cfg.schedule == "kl_adaptive":
+                    self._adapt_lr(kl)  # (the lr is read by the step below, not by backward)
                 grad_norm = nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
                 self.optimizer.step()
                 stats[k] = torch.stack([policy_loss.detach(), value_loss.detach(), entropy.detach(), kl,

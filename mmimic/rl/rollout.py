@@ -20,8 +20,9 @@ Rollout entries (all ``[N, T, ...]``):
 - ``reward_terms`` / ``tracking_errors`` sub-TensorDicts when the env's step returns them (for
   logging and the error discriminator).
 
-``collect`` runs under ``torch.no_grad``. torchrl itself reads one boolean per step (``any_done``,
-to decide whether to reset): that is the only host sync.
+``collect`` runs under ``torch.no_grad``. It steps with ``env.step_and_reset`` where the env has it
+(``MuscleEnv``: the same outputs as ``step_and_maybe_reset``, without host syncs on CUDA: torchrl's
+reads back whether any world is done, and more, every step), else with torchrl's.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ def collect(env, learner, steps: int, td: TensorDictBase, next_keys: Sequence[st
     missing = [k for k in obs_keys if k not in td.keys()]
     if missing:
         raise KeyError(f"collect: the env's TensorDict lacks {missing} (has {sorted(map(str, td.keys()))})")
+    # MuscleEnv's own step-and-reset never reads back to the host on CUDA; other envs: torchrl's
+    step_and_reset = getattr(env, "step_and_reset", env.step_and_maybe_reset)
     steps_out: list[TensorDict] = []
     for _ in range(int(steps)):
         # act on the observation at t
@@ -56,7 +59,7 @@ def collect(env, learner, steps: int, td: TensorDictBase, next_keys: Sequence[st
         step = td.select(*obs_keys).update(acted)
         td.set(keys.ACTION, acted.get(keys.ACTION))
         # step; done worlds are reset inside, out["next"] keeps their true final observation
-        out, td = env.step_and_maybe_reset(td)
+        out, td = step_and_reset(td)
         nxt = out.get(keys.NEXT)
         step.set(keys.REWARD, nxt.get(keys.REWARD).reshape(-1))
         for k in FLAGS:

@@ -18,6 +18,7 @@ the learner's weights and normalizers only.
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import math
 import signal
@@ -39,6 +40,7 @@ from mmimic.envs.config import upgrade_env_yaml
 from mmimic.motion.motion_file import atomic_write
 from mmimic.rl.amp import AdversarialConfig, AdversarialShaper
 from mmimic.rl.checkpoint import abandon_later_checkpoints, list_checkpoints, read_checkpoint, save_checkpoint
+from mmimic.rl.distributed import Dist, to_cpu
 from mmimic.rl.learner import Learner
 from mmimic.rl.ppo import PPO, PPOConfig
 from mmimic.rl.rollout import EpisodeStats, collect
@@ -137,16 +139,31 @@ def upgrade_checkpoint(state: dict) -> dict:
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, run_dir: Path | None = None, log=print):
-        self.cfg, self.log = cfg, log
+    """``cfg`` -> env, learner (+ shaper), run folder; ``train()`` runs it. In a distributed run (``dist``: the
+    process group, ``Dist.from_environment()`` under torchrun; see ``mmimic.rl.distributed``) each rank builds
+    its own env (its share of ``env.num_envs``, seed ``env.seed + 1000 * rank``, device ``cuda:LOCAL_RANK``
+    or the CPU), the learner stays identical on every rank, and rank 0 alone logs, writes TensorBoard and
+    checkpoints (with every rank's episodes in flight, so that ``--resume`` continues each rank)."""
+
+    def __init__(self, cfg: TrainConfig, run_dir: Path | None = None, log=print, dist: Dist | None = None):
+        self.cfg = cfg
         cfg.validate()
+        self.dist = dist
+        self.is_main = self.dist is None or self.dist.is_main
+        self.log = log if self.is_main else (lambda *_: None)
+        env_cfg = self._rank_env_config(cfg)
         if not cfg.env.motions:
             from mmimic.motion.demo import ensure_demo_library
 
-            cfg.env.motions = str(ensure_demo_library(cfg.env.model, cfg.demo_data_dir, log=log,
-                                                      remove_fingers=cfg.env.embodiment.remove_fingers))
-        torch.manual_seed(cfg.env.seed)  # network init and action noise: a run is reproducible from its config
-        self.env = MuscleImitationEnv(cfg.env)
+            if not self.is_main:
+                self.dist.barrier()  # rank 0 makes them first (no two ranks writing the same files)
+            cfg.env.motions = env_cfg.motions = str(ensure_demo_library(
+                cfg.env.model, cfg.demo_data_dir, log=self.log, remove_fingers=cfg.env.embodiment.remove_fingers))
+            if self.dist is not None and self.is_main:
+                self.dist.barrier()
+        rank = self.dist.rank if self.dist is not None else 0
+        torch.manual_seed(cfg.env.seed + rank)  # network init and action noise: a run is reproducible from its config
+        self.env = MuscleImitationEnv(env_cfg)
         self.td = self.env.reset()  # the env's current TensorDict, carried from rollout to rollout
         env, dev = self.env, self.env.device
         obs_spec = env.observation_spec
@@ -170,9 +187,40 @@ class Trainer:
                 self._init_from(cfg.init_from)
             stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
             self.run_dir = Path(run_dir or Path(cfg.out_dir) / f"{cfg.name}-{cfg.env.model}-{stamp}")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.run_dir / "config.yaml", lambda f: f.write(to_yaml(cfg).encode()))
-        self.writer = SummaryWriter(str(self.run_dir))
+        self.writer = None
+        if self.dist is not None:
+            self.run_dir = Path(self.dist.broadcast_object(str(self.run_dir)))  # rank 0's clock names it
+            if not hasattr(self.learner, "distribute"):
+                raise ValueError(f"learner {self.learner.name!r} has no distribute(dist): it cannot train in "
+                                 "several processes")
+            self.learner.distribute(self.dist)
+            if self.shaper is not None:
+                self.shaper.discriminator.distribute(self.dist)
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write(self.run_dir / "config.yaml", lambda f: f.write(to_yaml(cfg).encode()))
+            self.writer = SummaryWriter(str(self.run_dir))
+
+    def _rank_env_config(self, cfg: TrainConfig):
+        """The env config of this process: the run's, or in a distributed run this rank's share of it."""
+        if self.dist is None:
+            return cfg.env
+        d, env_cfg = self.dist, copy.deepcopy(cfg.env)
+        env_cfg.device = d.run_device(str(cfg.env.device))
+        env_cfg.seed = int(cfg.env.seed) + 1000 * d.rank
+        if str(env_cfg.num_envs).isdigit():
+            if int(env_cfg.num_envs) % d.world_size:
+                raise ValueError(f"env.num_envs={env_cfg.num_envs} does not split over {d.world_size} processes; "
+                                 f"give a multiple of {d.world_size}")
+            env_cfg.num_envs = int(env_cfg.num_envs) // d.world_size
+        if env_cfg.device == "cpu":  # the processes of a machine share its cores
+            from mmimic.sim import available_threads
+
+            share = max(1, available_threads() // d.local_world_size)
+            if env_cfg.sim_threads is None:
+                env_cfg.sim_threads = share
+            torch.set_num_threads(share)
+        return env_cfg
 
     # ------------------------------------------------------------------ checkpoints
     def state(self) -> dict:
@@ -183,11 +231,22 @@ class Trainer:
         rng = {"torch": torch.get_rng_state()}
         if env.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(env.device)
-        return {"learner": self.learner.state_dict(),
-                "shaper": self.shaper.state_dict() if self.shaper else None,
-                "iteration": self.iteration, "env_steps": self.env_steps, "rng": rng,
-                "env": env.state_dict(), "td": self.td.to_dict(), "episode_stats": self.stats.state_dict(),
-                "config": to_yaml(self.cfg)}
+        mine = {"rng": rng, "env": env.state_dict(), "td": self.td.to_dict(), "episode_stats": self.stats.state_dict()}
+        state = {"learner": self.learner.state_dict(), "shaper": self.shaper.state_dict() if self.shaper else None,
+                 "iteration": self.iteration, "env_steps": self.env_steps, **mine, "config": to_yaml(self.cfg)}
+        if self.dist is not None:  # a collective: every rank calls state() at the same iteration
+            ranks = self.dist.gather(to_cpu(mine) if not self.is_main else None)
+            if not self.is_main:
+                return {}
+            state["world_size"] = self.dist.world_size
+            state["ranks"] = ranks[1:]  # ranks 1.. : their own episodes in flight and RNG states
+        return state
+
+    def _save(self) -> None:
+        """Checkpoint now (in a distributed run every rank calls it; rank 0 writes)."""
+        state = self.state()
+        if self.is_main:
+            save_checkpoint(self.run_dir, self.iteration, state, self.cfg.keep_checkpoints)
 
     def _read(self, where: str) -> tuple[dict, Path]:
         state, path = read_checkpoint(where, self.env.device)
@@ -204,8 +263,17 @@ class Trainer:
                                f"(model, observation options or network sizes differ): {exc}") from None
 
     def _resume(self, where: str) -> Path:
-        """Restore everything from a checkpoint; returns its run folder."""
+        """Restore everything from a checkpoint; returns its run folder. Rank r > 0 of a distributed run takes
+        its own episodes and RNG states from the checkpoint when it was written by as many ranks; else its
+        episodes start afresh (the learner is restored either way)."""
         state, path = self._read(where)
+        if self.dist is not None and not self.is_main:
+            ranks = state.get("ranks") or []
+            if state.get("world_size") == self.dist.world_size and len(ranks) == self.dist.world_size - 1:
+                state = {**state, **ranks[self.dist.rank - 1]}
+            else:
+                state = {k: v for k, v in state.items() if k not in ("env", "td", "episode_stats")}
+                state["rng"] = {}
         self._load_learner(state, path, load_optimizer=True)
         if self.shaper is not None and state.get("shaper"):
             self.shaper.load_state_dict(state["shaper"])
@@ -222,17 +290,21 @@ class Trainer:
                 warnings.warn(f"{path}: the run's episodes in flight do not fit this env ({exc}); the learner "
                               "is restored, the episodes start afresh (not an exact continuation)", stacklevel=2)
                 self.td = env.reset()
-        if not fits and "clip_stats" in state:  # written before exact resume: fresh episodes, clip stats kept
+        # written before exact resume: fresh episodes, clip statistics kept
+        if not fits and "clip_stats" in state and "env" in state["rng"]:
             env.rng.set_state(state["rng"]["env"].cpu())
             stats = state["clip_stats"]
             if stats["episodes"].shape == env.task.clip_episodes.shape:
                 env.task.clip_episodes.copy_(stats["episodes"])
                 env.task.clip_failures.copy_(stats["failures"])
         # RNG states are CPU byte tensors whatever map_location did with them
-        torch.set_rng_state(state["rng"]["torch"].cpu())
+        if "torch" in state["rng"]:
+            torch.set_rng_state(state["rng"]["torch"].cpu())
         if "cuda" in state["rng"] and env.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), env.device)
-        moved = abandon_later_checkpoints(path)
+        if self.dist is not None:
+            self.dist.barrier()  # every rank has read the checkpoint before rank 0 moves later ones away
+        moved = abandon_later_checkpoints(path) if self.is_main else None
         if moved is not None:
             self.log(f"resuming from an older checkpoint: the later ones of this run were moved to {moved}")
         self.log(f"resumed from {path} at iteration {self.iteration} ({self.env_steps:,} env steps)")
@@ -259,8 +331,9 @@ class Trainer:
         learner.observe(rollout)
         learner_stats = learner.update()
         t_total = time.perf_counter() - t0
-        # 4. statistics
-        n = rollout.numel()
+        # 4. statistics (a distributed run: steps of all ranks; means over the ranks)
+        world = self.dist.world_size if self.dist is not None else 1
+        n = rollout.numel() * world
         self.iteration += 1
         self.env_steps += n
         out = {f"{learner.name}/{k}": v for k, v in learner_stats.items()}
@@ -274,7 +347,10 @@ class Trainer:
         means["reward/mean"] = rollout.get(keys.REWARD).mean()
         means["muscle/mean_activation"] = env.sim.act.mean()
         names = list(means)
-        values = torch.stack([means[k].float() for k in names]).tolist()  # one host transfer
+        values = torch.stack([means[k].float() for k in names])
+        if self.dist is not None:
+            self.dist.average_([values])
+        values = values.tolist()  # one host transfer
         out.update(dict(zip(names, values)))
         out.update({f"episode/{k}": v for k, v in self.stats.summary().items()})
         out["speed/env_steps_per_s"] = n / t_collect
@@ -300,15 +376,20 @@ class Trainer:
         between_iterations = True
         previous = self._catch_stop_signals()
         try:
-            while self.iteration < cfg.iterations and not self.stopped_by:
-                if cfg.time_limit_min > 0 and time.perf_counter() - t_start >= 60.0 * cfg.time_limit_min:
+            while self.iteration < cfg.iterations:
+                signalled = bool(self.stopped_by)
+                out_of_time = cfg.time_limit_min > 0 and time.perf_counter() - t_start >= 60.0 * cfg.time_limit_min
+                if self.dist is not None:  # all ranks stop after the same iteration: any signal, rank 0's clock
+                    signalled, out_of_time = self.dist.any_of([signalled, out_of_time and self.is_main])
+                if out_of_time and not signalled:
                     self.log(f"time limit of {cfg.time_limit_min:g} min reached at iteration {self.iteration}")
+                if signalled or out_of_time:
                     break
                 between_iterations = False
                 last = self.train_iteration()
                 between_iterations = True
                 for k, v in last.items():
-                    if isinstance(v, float) and math.isfinite(v):
+                    if self.writer is not None and isinstance(v, float) and math.isfinite(v):
                         self.writer.add_scalar(k, v, self.env_steps)
                 done = self.iteration - start
                 if self.iteration % cfg.log_every == 0 or self.iteration == cfg.iterations:
@@ -318,8 +399,8 @@ class Trainer:
                         eta = min(eta, max(60.0 * cfg.time_limit_min - elapsed, 0.0))
                     self.log(progress_line(self.iteration, cfg.iterations, self.env_steps, last, eta))
                 if self.iteration % cfg.checkpoint_every == 0:
-                    save_checkpoint(self.run_dir, self.iteration, self.state(), cfg.keep_checkpoints)
-                if cfg.eval_every and self.iteration % cfg.eval_every == 0:
+                    self._save()
+                if cfg.eval_every and self.iteration % cfg.eval_every == 0 and self.is_main:
                     self.evaluate()
                 if cfg.video_every and self.iteration % cfg.video_every == 0:
                     self.record_video()
@@ -327,15 +408,17 @@ class Trainer:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             if self.iteration > start and between_iterations:
-                save_checkpoint(self.run_dir, self.iteration, self.state(), cfg.keep_checkpoints)
+                self._save()
             elif not between_iterations:
                 saved = list_checkpoints(self.run_dir)
                 self.log(f"stopped inside iteration {self.iteration + 1}: kept the last checkpoint "
                          f"({saved[-1].name if saved else 'none'}); the half-done iteration is not saved")
-            self.writer.close()
+            if self.writer is not None:
+                self.writer.close()
         if self.stopped_by:
+            nproc = f" --nproc {self.dist.world_size}" if self.dist is not None else ""
             self.log(f"stopped by {signal.Signals(self.stopped_by).name} at iteration {self.iteration}, checkpoint "
-                     f"written; continue with: mmimic train --resume {self.run_dir}")
+                     f"written; continue with: mmimic train{nproc} --resume {self.run_dir}")
         return last
 
     def evaluate(self) -> dict:

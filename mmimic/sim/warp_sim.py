@@ -10,7 +10,10 @@ Timing convention: see ``mmimic.sim.simulator`` (that of ``mujoco.mj_step``, sha
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
+import subprocess
 import warnings
 
 import warp as wp
@@ -38,6 +41,57 @@ _SOLVER_LIMIT_FLAGS = int(mjw.OverflowType.ITERATIONS | mjw.OverflowType.LS_ITER
 
 def _overflow_names(bits: int) -> list[str]:
     return [mjw.OverflowType(f).name for f in _OVERFLOW_FLAGS if bits & f]
+
+
+def nvidia_driver_version() -> str | None:
+    """The NVIDIA driver release (e.g. ``"580.65.06"``) from ``nvidia-smi``, or None where there is none."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = out.stdout.strip().splitlines()
+    return lines[0].strip() if out.returncode == 0 and lines else None
+
+
+def check_warp_sees_cuda(device: torch.device) -> None:
+    """Fail clearly where torch sees a CUDA device but warp does not (finding 5 of issue 11).
+
+    warp-lang 1.19's wheel is built with CUDA 13 and needs a driver that supports it (NVIDIA R580 or
+    newer); on an older driver warp disables CUDA with a one-line console warning while torch (whose
+    wheel may be built for an older CUDA) still works, and ``wp.get_device("cuda:0")`` fails with
+    ``Invalid device identifier``. Raises RuntimeError naming the versions and the fix.
+    """
+    if device.type != "cuda":
+        return
+    index = device.index or 0
+    if index < wp.get_cuda_device_count():
+        return
+    drv = wp.get_cuda_driver_version()
+    drv_text = "no usable CUDA driver" if drv is None else f"a driver for CUDA {drv[0]}.{drv[1]}"
+    smi = nvidia_driver_version()
+    raise RuntimeError(
+        f"device {str(device)!r}: torch sees {torch.cuda.device_count()} CUDA device(s), but warp-lang "
+        f"{wp.__version__} sees {wp.get_cuda_device_count()} ({drv_text}"
+        f"{f', nvidia-smi driver {smi}' if smi else ''}). warp {wp.__version__}'s wheel is built with CUDA "
+        f"{'.'.join(map(str, wp.get_cuda_toolkit_version()))} and needs an NVIDIA driver for CUDA 13 (R580 or "
+        "newer): update the driver, or run on the CPU (--device cpu)")
+
+
+@contextlib.contextmanager
+def gc_paused():
+    """Python's garbage collector off for the block (on again after, if it was on).
+
+    During a CUDA graph capture a collection may finalize a stale warp object (an old graph or array)
+    whose destructor's CUDA call would then be recorded into, or break, the capture (mjlab pauses GC
+    for the same reason)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def contact_buffer_sizes(model: mujoco.MjModel) -> tuple[int, int]:
@@ -84,6 +138,7 @@ class WarpSim(SimBase):
             raise ValueError(f"device must be 'cpu' or 'cuda[:k]', got {device!r}")
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError(f"device {device!r} asked for, but torch sees no CUDA device")
+        check_warp_sees_cuda(self.device)
         self.wp_device = wp.get_device(str(self.device))
 
         mjd = mujoco.MjData(self.mjm)
@@ -128,8 +183,13 @@ class WarpSim(SimBase):
         self._torch_of_wp_stream = wp.stream_to_torch(self._wp_stream) if self._wp_stream is not None else None
         self._wp_of_torch_stream: dict[int, wp.Stream] = {}
 
-        self.graph = None
+        # CUDA graphs (GPU only): the substep loop (``graph``), the masked reset (``reset_graph``: mujoco_warp's
+        # reset_data with the mask array) and the kinematics that follow a reset (``kinematics_graph``).
+        self.graph = self.reset_graph = self.kinematics_graph = None
+        self.capture_error: str | None = None  # why capture failed, if it did (mmimic doctor reports it)
         self.use_cuda_graph = bool(use_cuda_graph) and self.device.type == "cuda"
+        if self.device.type == "cuda" and not self.use_cuda_graph:
+            self._no_conditional_solver()
         if self.use_cuda_graph:
             self._capture()
 
@@ -137,6 +197,15 @@ class WarpSim(SimBase):
     def _substeps(self) -> None:
         for _ in range(self.substeps):
             mjw.step(self.m, self.d)
+
+    def _reset_data(self) -> None:
+        mjw.reset_data(self.m, self.d, reset=self._reset_mask_wp)
+
+    def _kinematics(self) -> None:
+        mjw.fwd_kinematics(self.m, self.d)
+        mjw.transmission(self.m, self.d)
+        mjw.fwd_velocity(self.m, self.d)
+        mjw.fwd_actuation(self.m, self.d)
 
     def _on_warp_stream(self, fn) -> None:
         """Run warp work ``fn`` after the torch work queued so far, and before torch work queued next."""
@@ -153,16 +222,62 @@ class WarpSim(SimBase):
             fn()
         torch_stream.wait_stream(self._torch_of_wp_stream)
 
+    def _launch(self, graph, fn) -> None:
+        """Replay ``graph`` if captured, else launch ``fn``'s kernels directly (CPU, or capture failed)."""
+        if graph is not None:
+            self._on_warp_stream(lambda: wp.capture_launch(graph, stream=self._wp_stream))
+        else:
+            self._on_warp_stream(fn)
+
+    def _no_conditional_solver(self) -> None:
+        """Without a graph, mujoco_warp's solver loop must not use a conditional node: launched directly,
+        ``wp.capture_while`` reads the loop condition back to the host every solver iteration. The
+        plain loop runs ``opt.iterations`` iterations (no early exit) but never syncs."""
+        self.m.opt.graph_conditional = False
+
+    def _capture_one(self, fn):
+        with wp.ScopedStream(self._wp_stream), wp.ScopedCapture(stream=self._wp_stream) as capture:
+            fn()
+        return capture.graph
+
     def _capture(self) -> None:
-        """Record the substep loop as a CUDA graph (kernels compiled by a warm-up step first)."""
-        try:
-            self._on_warp_stream(self._substeps)  # compile and load every kernel before capture
-            with wp.ScopedStream(self._wp_stream), wp.ScopedCapture(stream=self._wp_stream) as capture:
-                self._substeps()
-            self.graph = capture.graph
-        except Exception as exc:  # noqa: BLE001 - capture is an optimisation; launch directly instead
-            warnings.warn(f"CUDA graph capture failed ({exc}); launching kernels directly (slower)", stacklevel=2)
-            self.graph = None
+        """Record the substep loop, the masked reset and the kinematics as three CUDA graphs.
+
+        Every kernel is compiled and loaded by a direct run first (reset_data defines its kernels inside
+        the function: the direct run loads them, the capture then finds them loaded). Python's GC is
+        paused during capture. Without conditional graph nodes (CUDA < 12.4) the solver's loop is
+        captured unrolled. A capture that fails leaves that part to direct launches, with a warning
+        (``self.capture_error`` says why); without the step graph the solver's conditional loop is
+        switched off. Measured on no GPU yet: this path is written by review against mujoco_warp 4.0
+        and mjlab's simulator bridge, and checked by ``mmimic doctor`` on a GPU.
+        """
+        errors = []
+        parts = {"graph": self._substeps, "reset_graph": self._reset_data, "kinematics_graph": self._kinematics}
+        if not wp.is_mempool_enabled(self.wp_device):
+            errors.append("warp's memory pool is disabled on this device (graph capture needs it)")
+        else:
+            if not wp.is_conditional_graph_supported():
+                self._no_conditional_solver()  # the solver loop is then captured as opt.iterations iterations
+            try:
+                self._reset_mask.fill_(True)
+                for fn in parts.values():  # compile and load every kernel before capture
+                    self._on_warp_stream(fn)
+                self.synchronize()
+            except Exception as exc:  # noqa: BLE001 - reported with the capture errors
+                errors.append(f"warm-up: {type(exc).__name__}: {exc}")
+            else:
+                with gc_paused():
+                    for name, fn in parts.items():
+                        try:
+                            setattr(self, name, self._capture_one(fn))
+                        except Exception as exc:  # noqa: BLE001 - an optimisation: launch directly instead
+                            errors.append(f"{name}: {type(exc).__name__}: {exc}")
+        if errors:
+            self.capture_error = "; ".join(errors)
+            if self.graph is None:
+                self._no_conditional_solver()
+            warnings.warn(f"CUDA graph capture failed ({self.capture_error}); launching those kernels directly "
+                          "(slower)", stacklevel=3)
         self.reset(torch.ones(self.num_worlds, dtype=torch.bool, device=self.device))
 
     # ----------------------------------------------------------------------------------------
@@ -177,10 +292,7 @@ class WarpSim(SimBase):
         if ctrl is not None:
             self._check_ctrl(ctrl)
             self.ctrl.copy_(ctrl)
-        if self.graph is not None:
-            self._on_warp_stream(lambda: wp.capture_launch(self.graph, stream=self._wp_stream))
-        else:
-            self._on_warp_stream(self._substeps)
+        self._launch(self.graph, self._substeps)
         return self._after_step()
 
     def check_overflow(self) -> int:
@@ -219,7 +331,7 @@ class WarpSim(SimBase):
         """
         mask = self._check_mask(mask)
         self._reset_mask.copy_(mask)
-        self._on_warp_stream(lambda: mjw.reset_data(self.m, self.d, reset=self._reset_mask_wp))
+        self._launch(self.reset_graph, self._reset_data)
         self._write_reset_state(mask, qpos, qvel, act)
         self.forward_kinematics()
 
@@ -228,15 +340,9 @@ class WarpSim(SimBase):
 
         Kinematics, tendon/muscle lengths and moment arms, velocities and muscle forces; it skips
         collision and the constraint solver, which no observation needs, so it costs well under
-        a physics step.
+        a physics step. A CUDA graph on GPU.
         """
-        def kinematics():
-            mjw.fwd_kinematics(self.m, self.d)
-            mjw.transmission(self.m, self.d)
-            mjw.fwd_velocity(self.m, self.d)
-            mjw.fwd_actuation(self.m, self.d)
-
-        self._on_warp_stream(kinematics)
+        self._launch(self.kinematics_graph, self._kinematics)
 
     def forward(self) -> None:
         """Full ``mj_forward`` on every world (collision and constraint forces included)."""
@@ -254,4 +360,5 @@ class WarpSim(SimBase):
 
     def __repr__(self) -> str:
         return (f"WarpSim({self.embodiment.name!r}, num_worlds={self.num_worlds}, device={str(self.device)!r}, "
-                f"nu={self.nu}, substeps={self.substeps}, cuda_graph={self.graph is not None})")
+                f"nu={self.nu}, substeps={self.substeps}, cuda_graph={self.graph is not None}, "
+                f"reset_graph={self.reset_graph is not None})")
