@@ -50,6 +50,24 @@ def test_metrics_are_zero_on_the_reference_and_grow_with_a_known_offset(arm_moti
     assert "root_pos_error_m" not in agg  # fixed root
 
 
+def test_rollouts_record_the_played_states_and_skip_a_world_that_blew_up(arm_motions, tmp_path, monkeypatch):
+    from mmimic.eval.rollout import RolloutRecorder
+
+    cfg = _config(arm_motions, tmp_path, "env.task.refresh_kinematics=true")
+    env = eval_env(cfg, arm_motions, device="cpu", max_site_error=0.0)
+    monkeypatch.setattr(env.sim, "step", replay_reference(env))
+    recorder = RolloutRecorder(env, [0, 2], tmp_path / "rollouts")
+    play_clips(env, lambda td: torch.zeros(3, 6), on_step=recorder)
+    recorder._frames[2][5]["qpos"][:] = float("nan")  # clip 2's world blew up at step 5
+    with pytest.warns(UserWarning, match="rollout of reach_2 not written: .*qpos"):
+        recorder.finish()
+    assert list(recorder.written) == ["reach_0"] and list(recorder.failed) == ["reach_2"]
+    rollout, motion = load_motion(recorder.written["reach_0"]), load_motion(arm_motions / "reach_0.npz")
+    assert abs(rollout.num_frames - motion.num_frames) <= 1
+    torch.testing.assert_close(torch.as_tensor(rollout.qpos), torch.as_tensor(motion.qpos[:rollout.num_frames]),
+                               atol=1e-4, rtol=0)
+
+
 def test_the_held_out_demo_split_is_other_clips(arm_motions):
     test = ensure_demo_library("arm26", arm_motions.parent.parent, log=lambda *_: None, split="test")
     train_names = sorted(p.name for p in arm_motions.glob("*.npz"))

@@ -9,12 +9,13 @@ host (evaluation only, never in training's hot loop).
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from mmimic.motion.motion_file import MotionClip, save_motion
+from mmimic.motion.motion_file import MotionClip, MotionFileError, save_motion
 
 
 class RolloutRecorder:
@@ -25,6 +26,7 @@ class RolloutRecorder:
         self.env, self.clips, self.out = env, set(int(c) for c in clips), Path(out_dir)
         self.source = source
         self.written: dict[str, Path] = {}
+        self.failed: dict[str, str] = {}  # clip name -> why its rollout was not written (a world that blew up)
         self._frames: dict[int, list[dict[str, np.ndarray]]] = {}
         self._jobs: list[tuple[int, int]] = []
 
@@ -74,9 +76,14 @@ class RolloutRecorder:
                 free_root=layout.free_root, site_names=list(layout.site_names), site_pos=stack["site_pos"],
                 site_quat=stack["site_quat"], embodiment=layout.embodiment,
                 source=f"mmimic eval rollout of {name}" + (f" ({self.source})" if self.source else ""))
-            self.written[name] = save_motion(
-                self.out / f"{name}.npz", motion,
-                extra={"act": stack["act"].astype(np.float32), "muscle_names": np.asarray(emb.muscle_names, dtype=str)})
+            try:
+                self.written[name] = save_motion(
+                    self.out / f"{name}.npz", motion,
+                    extra={"act": stack["act"].astype(np.float32),
+                           "muscle_names": np.asarray(emb.muscle_names, dtype=str)})
+            except MotionFileError as exc:  # e.g. NaN states of a world that blew up: reported, eval goes on
+                self.failed[name] = str(exc)
+                warnings.warn(f"rollout of {name} not written: {exc}", stacklevel=2)
         self._frames = {}
 
 
