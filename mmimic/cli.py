@@ -678,6 +678,21 @@ def _clip_names(value: str) -> list[str]:
 VIDEO_DEFAULTS = (640, 480, 30.0)  # width, height, fps: mmimic.eval.video's (not imported to build the parser)
 
 
+def _policy_play_args(parser: argparse.ArgumentParser, verb: str) -> None:
+    """The options ``eval`` and ``play`` share: which run, which clips, how the policy acts and ends."""
+    parser.add_argument("run", help="run folder of `mmimic train`, or one of its checkpoints")
+    parser.add_argument("--motions", default=None, help="directory or list file of motions retargeted onto the run's "
+                                                         "model (default: the run's demo set)")
+    parser.add_argument("--split", default=None, help=f"with --motions DIR: {verb} DIR/SPLIT.txt; without: the demo "
+                                                       "set's split (train or test; default test)")
+    parser.add_argument("--stochastic", action="store_true", help="sample actions from the policy instead of its mean")
+    parser.add_argument("--backend", type=_backend, default=None, help="simulator (default: the run's)")
+    parser.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:K")
+    parser.add_argument("--no-termination", action="store_true", help="play every clip to its end")
+    parser.add_argument("--max-site-error", type=float, default=0.5,
+                        help="termination rule: mean root-relative site deviation above this (m)")
+
+
 def _video_size_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width", type=int, default=VIDEO_DEFAULTS[0], help="video width (even, pixels)")
     parser.add_argument("--height", type=int, default=VIDEO_DEFAULTS[1], help="video height (even, pixels)")
@@ -804,19 +819,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "root_yaw_error_rad (free roots), early_termination_rate, frame_coverage, mean_activation. "
                     "Without --motions: the run's held-out demo clips (--split test).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    e.add_argument("run", help="run folder of `mmimic train`, or one of its checkpoints")
-    e.add_argument("--motions", default=None, help="directory or list file of motions retargeted onto the run's model "
-                                                    "(default: the run's demo set)")
-    e.add_argument("--split", default=None, help="with --motions DIR: evaluate DIR/SPLIT.txt; without: the demo "
-                                                  "set's split (train or test; default test)")
+    _policy_play_args(e, "evaluate")
     e.add_argument("--episodes-per-clip", type=int, default=1, help="episodes per clip (>1 with --stochastic)")
-    e.add_argument("--stochastic", action="store_true", help="sample actions from the policy instead of its mean")
     e.add_argument("--num-envs", type=int, default=None, help="worlds played at once (default: one per episode, <= 64)")
-    e.add_argument("--backend", type=_backend, default=None, help="simulator (default: the run's)")
-    e.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:K")
-    e.add_argument("--no-termination", action="store_true", help="play every clip to its end")
-    e.add_argument("--max-site-error", type=float, default=0.5,
-                   help="termination rule: mean root-relative site deviation above this (m)")
     e.add_argument("--out", default=None, help="output directory (default RUN/eval)")
     e.add_argument("--no-gait", action="store_true",
                    help="skip the gait and EMG analysis of walking clips (clips named walk/run/jog/gait, on models "
@@ -836,21 +841,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "with the reference as a translucent green ghost over it, a camera that follows the root, "
                     "the clip's name and its errors as text. Without --motions: the run's held-out demo clips.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("run", help="run folder of `mmimic train`, or one of its checkpoints")
-    p.add_argument("--motions", default=None, help="directory or list file of motions retargeted onto the run's model "
-                                                    "(default: the run's demo set)")
-    p.add_argument("--split", default=None, help="with --motions DIR: play DIR/SPLIT.txt; without: the demo "
-                                                  "set's split (train or test; default test)")
+    _policy_play_args(p, "play")
     p.add_argument("--clips", type=_clip_names, default=None, metavar="NAME,...", help="only these clips (file stems)")
     p.add_argument("--video", default=None, metavar="OUT.mp4",
                    help="the video to write, its folder made if missing (default RUN/videos/play.mp4)")
     _video_size_args(p)
-    p.add_argument("--stochastic", action="store_true", help="sample actions from the policy instead of its mean")
-    p.add_argument("--backend", type=_backend, default=None, help="simulator (default: the run's)")
-    p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:K")
-    p.add_argument("--no-termination", action="store_true", help="play every clip to its end")
-    p.add_argument("--max-site-error", type=float, default=0.5,
-                   help="termination rule: mean root-relative site deviation above this (m)")
     p.add_argument("-v", "--verbose", action="store_true", help="show warp's kernel compilation messages")
     p.set_defaults(func=cmd_play)
 

@@ -73,3 +73,31 @@ def replay_reference(env, joint_offset: float = 0.0):
         return torch.zeros(env.num_envs, dtype=torch.bool)
 
     return step
+
+
+HOST_READS = ("item", "__bool__", "tolist", "nonzero", "__float__", "__int__", "__index__")
+
+
+def refuse_host_reads(monkeypatch, where: str, tensor_from_host: bool = False) -> None:
+    """Until ``monkeypatch.undo()``: any read of a tensor back to the host (``HOST_READS``, boolean-mask or
+    0-dim-tensor indexing) raises, naming ``where``; with ``tensor_from_host`` also ``torch.tensor`` (an H2D
+    copy, which synchronizes on CUDA). A CPU stand-in for CUDA's sync debug mode: Python-level calls only."""
+    def refuse(name):
+        def fn(*args, **kwargs):
+            raise AssertionError(f"host read in {where}: {name}")
+        return fn
+
+    getitem = torch.Tensor.__getitem__
+
+    def no_host_index(self, idx):
+        for i in idx if isinstance(idx, tuple) else (idx,):
+            if isinstance(i, torch.Tensor):
+                assert i.dtype != torch.bool, f"boolean-mask indexing in {where}"
+                assert i.ndim > 0, f"indexing with a 0-dim tensor (an .item()) in {where}"
+        return getitem(self, idx)
+
+    for name in HOST_READS:
+        monkeypatch.setattr(torch.Tensor, name, refuse(f"Tensor.{name}"))
+    monkeypatch.setattr(torch.Tensor, "__getitem__", no_host_index)
+    if tensor_from_host:
+        monkeypatch.setattr(torch, "tensor", refuse("torch.tensor (from host data)"))

@@ -111,11 +111,10 @@ def test_the_retargeted_demo_walk_is_human_like(walks, tmp_path):
 
 def _write_rollout(src: Path, dst: Path, act_of) -> Path:
     """``src`` motion + activations ``act_of(trial, muscle_names) -> (T, nu)`` as a rollout file."""
-    from mmimic.embodiments import load_embodiment
-
-    clip = load_motion(src)
-    muscles = load_embodiment("myofullbody", remove_fingers=True).muscle_names
-    act = act_of(gait.load_trial(src), muscles)
+    clip, trial = load_motion(src), gait.load_trial(src)
+    m = gait.model_for(trial)
+    muscles = [m.actuator(i).name for i in range(m.nu)]
+    act = act_of(trial, muscles)
     return save_motion(dst, clip, extra={"act": act.astype(np.float32), "muscle_names": np.asarray(muscles)})
 
 

@@ -15,7 +15,7 @@ import gc
 import pytest
 import torch
 import warp as wp
-from helpers import cuda
+from helpers import cuda, refuse_host_reads
 
 from mmimic.envs import MuscleImitationEnv
 from mmimic.motion.demo import ensure_demo_library
@@ -76,24 +76,7 @@ def test_collect_on_the_sync_free_path_reads_nothing_back(arm_motions, monkeypat
     td = env.reset()
     collect(env, learner, 2, td)  # first calls: lazy setup outside the check
 
-    def refuse(name):
-        def fn(*args, **kwargs):
-            raise AssertionError(f"host read in the collect loop: {name}")
-        return fn
-
-    getitem = torch.Tensor.__getitem__
-
-    def no_host_index(self, idx):
-        for i in idx if isinstance(idx, tuple) else (idx,):
-            if isinstance(i, torch.Tensor):
-                assert i.dtype != torch.bool, "boolean-mask indexing in the collect loop"
-                assert i.ndim > 0, "indexing with a 0-dim tensor (an .item()) in the collect loop"
-        return getitem(self, idx)
-
-    for name in ("item", "__bool__", "tolist", "nonzero", "__float__", "__int__", "__index__"):
-        monkeypatch.setattr(torch.Tensor, name, refuse(f"Tensor.{name}"))
-    monkeypatch.setattr(torch.Tensor, "__getitem__", no_host_index)
-    monkeypatch.setattr(torch, "tensor", refuse("torch.tensor (from host data)"))
+    refuse_host_reads(monkeypatch, "the collect loop", tensor_from_host=True)
     rollout, td = collect(env, learner, 6, td)  # episodes of 3 steps: resets inside
     monkeypatch.undo()
     assert rollout["done"].any()

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from torchrl.envs.utils import check_env_specs, step_mdp
+from helpers import refuse_host_reads
 
 from mmimic.envs import ImitationTaskConfig, MuscleImitationEnv, MuscleImitationEnvConfig
 from mmimic.math import quat_mul
@@ -482,21 +483,7 @@ def test_step_and_reset_make_no_host_sync(arm26_motions, monkeypatch):
     td["action"] = env.action_spec.rand()
     mask = torch.tensor([True, False, True, False])
 
-    def refuse(name):
-        def fn(*args, **kwargs):
-            raise AssertionError(f"host sync in the env: Tensor.{name}")
-        return fn
-
-    getitem = torch.Tensor.__getitem__
-
-    def no_bool_index(self, idx):
-        for i in idx if isinstance(idx, tuple) else (idx,):
-            assert not (isinstance(i, torch.Tensor) and i.dtype == torch.bool), "boolean-mask indexing in the env"
-        return getitem(self, idx)
-
-    for name in ("item", "__bool__", "tolist", "nonzero", "__float__", "__int__", "__index__"):
-        monkeypatch.setattr(torch.Tensor, name, refuse(name))
-    monkeypatch.setattr(torch.Tensor, "__getitem__", no_bool_index)
+    refuse_host_reads(monkeypatch, "the env")
     for _ in range(2):
         env._step(td)
     env._reset(td.clone().set("_reset", mask[:, None]))

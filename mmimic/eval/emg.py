@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from mmimic.eval.gait import POINTS, SIDES, Strides, atomic_write, cut_cycles, load_norms, pearson_r
+from mmimic.eval.gait import POINTS, SIDES, Strides, cut_cycles, load_norms, pearson_r
+from mmimic.motion.motion_file import atomic_write
 
 # channel -> model muscles (without the side suffix) whose mean activation stands for it
 CHANNELS = {
