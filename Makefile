@@ -55,7 +55,7 @@ finetune: install ## fine-tune CKPT (run dir or .pt) on MOTIONS (dir of retarget
 
 eval: install ## evaluate RUN (run dir or .pt) on its held-out demo clips: RUN/eval/metrics.json + .csv (ARGS: more options)
 	@test -n "$(RUN)" || { echo "usage: make eval RUN=runs/RUN [ARGS='--motions DIR --episodes-per-clip 3']"; exit 2; }
-	$(BIN)/mmimic eval $(RUN) --split test $(if $(DEVICE),--device $(DEVICE)) $(if $(BACKEND),--backend $(BACKEND)) $(ARGS)
+	$(BIN)/mmimic eval $(RUN) $(if $(DEVICE),--device $(DEVICE)) $(if $(BACKEND),--backend $(BACKEND)) $(ARGS)
 
 play: install ## mp4 video of RUN (run dir or .pt) on its held-out demo clips: VIDEO, default RUN/videos/play.mp4 (ARGS: more options)
 	@test -n "$(RUN)" || { echo "usage: make play RUN=runs/RUN [VIDEO=out.mp4] [ARGS='--motions DIR --clips a,b --width 320 --height 240']"; exit 2; }
