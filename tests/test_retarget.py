@@ -847,6 +847,10 @@ def test_workers_exit_when_the_parent_is_killed(tmp_path, jobs_module):
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads worker states from /proc")
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_stops_the_batch_and_writes_the_summary(tmp_path, jobs_module, signum):
@@ -860,8 +864,10 @@ def test_ctrl_c_stops_the_batch_and_writes_the_summary(tmp_path, jobs_module, si
         save_npz(src / f"reach_{seed}.npz", synthesize("reach", duration=0.5, seed=seed))
     script = _parent_script(tmp_path, jobs_dir, ["retarget", str(src), "--model", "arm26", "--out", str(out)])
     env = {**os.environ, "MMIMIC_TEST_PIDS": str(pids), "MMIMIC_TEST_SLEEP": "2"}
+    # a shell's background job (nohup ... &) starts with SIGINT ignored, and Python keeps it ignored:
+    # the parent gets Ctrl-C's default, as in a terminal, wherever the suite runs
     parent = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+                              stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
     try:
         first = _wait_for(lambda: list(pids.iterdir()), 180, "the first clip to start", parent)
         worker = int(first[0].name.split("-")[0])
